@@ -1,0 +1,41 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Both create .venv when it is missing and install the project into it.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.reclnet-installed
+EXTRAS ?= train,ort,video,dev
+
+.PHONY: install demo test lint format check-c bench clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+# (Re)build the Cython extension in place; a no-op when nothing changed.
+install: $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+demo: install
+	$(VENV)/bin/reclnet demo
+
+test: install check-c lint
+	$(VENV)/bin/pytest
+
+check-c:
+	$(MAKE) -C csrc check
+
+lint:
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(VENV)/bin/reclnet bench
+
+clean:
+	rm -rf build runtime/_postproc.c runtime/_postproc*.so
+	$(MAKE) -C csrc clean

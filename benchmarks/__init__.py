@@ -1,0 +1,1 @@
+"""reclnet.benchmarks: latency and throughput, always against a baseline in the same run."""

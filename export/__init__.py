@@ -1,0 +1,1 @@
+"""reclnet.export: ONNX, TensorRT and Triton artifacts with their JSON sidecars."""

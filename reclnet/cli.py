@@ -1,0 +1,62 @@
+"""The ``reclnet`` command: one entry point, one subcommand per part.
+
+Each subcommand lives in the part it belongs to as ``main(argv) -> int`` and is
+imported only when it is run, so ``reclnet eval`` works without torch and
+``reclnet --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("reclnet.train.train", "main", "train a RecLNet model on a track-feature dataset"),
+    "synth": (
+        "reclnet.train.synthetic",
+        "main",
+        "write a synthetic track-feature dataset (built-in or UCF101-24-timed)",
+    ),
+    "export": ("reclnet.export.cli", "main", "export a checkpoint to ONNX (+ sidecar JSON)"),
+    "build-engine": ("reclnet.export.cli", "build_engine_main", "build a TensorRT engine"),
+    "eval": ("reclnet.runtime.evaluate_cli", "main", "evaluate detections against tubes"),
+    "stream": ("reclnet.runtime.stream", "main", "run the online scorer on a video or camera"),
+    "bench": ("reclnet.benchmarks.suite", "main", "run the benchmark suite"),
+    "demo": ("reclnet.demo", "main", "the built-in end-to-end demo (make demo)"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: reclnet COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += ["", "`reclnet COMMAND --help` describes a command's arguments."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``reclnet COMMAND ARGS...`` to the command's own ``main``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"reclnet: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        print(
+            f"reclnet {name}: needs {exc.name or exc} which is not installed "
+            f"(install the matching extra, e.g. pip install 'reclnet[train]')",
+            file=sys.stderr,
+        )
+        return 2
+    return int(getattr(module, func_name)(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""The model and post-processing hyper-parameters: the one place they are declared.
+
+:class:`RecLNetConfig` is saved in every checkpoint (as a plain dict) and in the
+JSON sidecar beside every exported artifact; everything downstream (export,
+runtime backends, benchmarks) reads it back from there and never re-declares a
+size. This module needs only the standard library so that ``reclnet.runtime``
+can read sidecars without torch.
+
+Class layout of the model output
+--------------------------------
+The model scores ``C + 1`` classes per frame: columns ``0 .. C-1`` are the
+actions, with the 0-based labels of the dataset (UCF101-24 label 3 is column
+3), and column ``C`` (the last one) is background.
+
+Packed recurrent state
+----------------------
+A track's whole recurrent state is one float32 row of ``state_size`` values so
+that a runtime can keep one row per live track. The row is laid out stream by
+stream (in the order of :attr:`RecLNetConfig.streams`), layer by layer inside a
+stream, and for each layer the hidden vector ``h`` (M values), followed for an
+LSTM by its cell vector ``c`` (M values). A new track starts from zeros. The
+``fc`` baseline has no state (``state_size == 0``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CELLS = ("gru", "lstm", "fc")
+FUSIONS = ("average", "gating", "fusion_layer")
+
+
+@dataclass(frozen=True)
+class RecLNetConfig:
+    """Hyper-parameters of a RecLNet model (paper sections 3.2 and 3.4).
+
+    Attributes
+    ----------
+    num_actions : int
+        C, the number of action classes; the model outputs C + 1 probabilities,
+        background last.
+    streams : dict[str, int]
+        Input feature size per stream, in stream order: ``{"rgb": 4096,
+        "flow": 4096}`` for Fast-RCNN FC7 features, 832 per stream for I3D.
+        One stream makes a single-stream network.
+    projection_size : int
+        Output size of the per-stream linear layer that normalizes the input.
+    memory_size : int
+        M, the hidden size of every recurrent layer.
+    num_layers : int
+        Recurrent layers per stream; the outputs of all of them are concatenated.
+    cell : str
+        ``"gru"`` (the paper's model), ``"lstm"`` or ``"fc"`` (the baseline with
+        no recurrence: fully connected layers with a ReLU, sized so that the
+        stack has the GRU stack's parameter count within 1%).
+    fusion : str
+        How two or more streams are combined: ``"average"`` of the streams'
+        softmax outputs, ``"gating"`` (learned per-class weights on each
+        stream's class scores before one softmax) or ``"fusion_layer"`` (a
+        linear classifier on the concatenated memories of all streams).
+        Ignored for a single stream.
+    """
+
+    num_actions: int = 24
+    streams: dict[str, int] = field(default_factory=lambda: {"rgb": 4096, "flow": 4096})
+    projection_size: int = 1024
+    memory_size: int = 256
+    num_layers: int = 2
+    cell: str = "gru"
+    fusion: str = "fusion_layer"
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"RecLNetConfig.cell must be one of {CELLS}, got {self.cell!r}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"RecLNetConfig.fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not self.streams:
+            raise ValueError("RecLNetConfig.streams must name at least one stream")
+        for name, size in self.streams.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"RecLNetConfig.streams: bad stream name {name!r}")
+            if int(size) <= 0:
+                raise ValueError(f"RecLNetConfig.streams[{name!r}] must be > 0, got {size}")
+        for attr in ("num_actions", "projection_size", "memory_size", "num_layers"):
+            if int(getattr(self, attr)) <= 0:
+                raise ValueError(f"RecLNetConfig.{attr} must be > 0, got {getattr(self, attr)}")
+        # A dict field in a frozen dataclass: copy it so callers cannot mutate ours.
+        object.__setattr__(self, "streams", {str(k): int(v) for k, v in self.streams.items()})
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_classes(self) -> int:
+        """C + 1: the actions plus background (the last column)."""
+        return self.num_actions + 1
+
+    @property
+    def background_index(self) -> int:
+        """Column of the background class in the model output."""
+        return self.num_actions
+
+    @property
+    def stream_names(self) -> list[str]:
+        """The streams in state and input order."""
+        return list(self.streams)
+
+    @property
+    def fc_hidden_size(self) -> int:
+        """Width of the ``fc`` baseline's layers.
+
+        Chosen so that ``num_layers`` fully connected layers (projection ->
+        H -> H ...) hold as many parameters as the GRU stack they replace:
+        solve ``P*H + H + (L-1)*(H*H + H) = gru_params`` for H.
+        """
+        p, m, n = self.projection_size, self.memory_size, self.num_layers
+        gru = 3 * (p * m + m * m + 2 * m) + (n - 1) * 3 * (2 * m * m + 2 * m)
+        if n == 1:
+            return max(1, round(gru / (p + 1)))
+        a, b, c = n - 1, p + 1 + (n - 1), -gru
+        return max(1, round((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)))
+
+    @property
+    def layer_output_size(self) -> int:
+        """Size of one layer's output (M, or the fc width for the baseline)."""
+        return self.fc_hidden_size if self.cell == "fc" else self.memory_size
+
+    @property
+    def stream_output_size(self) -> int:
+        """Size of one stream's concatenated layer outputs (2M in the paper)."""
+        return self.num_layers * self.layer_output_size
+
+    @property
+    def state_per_layer(self) -> int:
+        """Packed state values per recurrent layer: M for a GRU, 2M for an LSTM, 0 for fc."""
+        return {"gru": 1, "lstm": 2, "fc": 0}[self.cell] * self.memory_size
+
+    @property
+    def state_size(self) -> int:
+        """S, the length of a track's packed state row."""
+        return len(self.streams) * self.num_layers * self.state_per_layer
+
+    def state_slices(self) -> dict[tuple[str, int], slice]:
+        """Where each (stream, layer) lives in the packed state row.
+
+        Returns
+        -------
+        dict[tuple[str, int], slice]
+            ``(stream, layer) -> slice`` into a row of length ``state_size``;
+            for an LSTM the first M values of the slice are h, the next M are c.
+        """
+        out: dict[tuple[str, int], slice] = {}
+        offset, width = 0, self.state_per_layer
+        for stream in self.streams:
+            for layer in range(self.num_layers):
+                out[(stream, layer)] = slice(offset, offset + width)
+                offset += width
+        return out
+
+    # ---------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what checkpoints and sidecars store)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecLNetConfig:
+        """Read back :meth:`to_dict` output; unknown keys are an error."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"RecLNetConfig: unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RecLNetConfig:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Defaults of the temporal localization (paper section 3.4, "Detection").
+
+    Attributes
+    ----------
+    window : int
+        Median filter window, in samples of the track.
+    lookahead : int
+        Samples the online median waits for after the one it smooths:
+        0 is the causal, zero-delay filter; ``(window - 1) // 2`` reproduces the
+        offline centred filter exactly.
+    threshold : float
+        Smoothed score at or above which a frame belongs to a segment.
+    top_k : int
+        A segment's score is the mean of its top-k raw scores.
+    nms_iou : float
+        Spatio-temporal IoU above which the lower-scored segment is suppressed.
+    min_length : int
+        Segments shorter than this many samples are dropped.
+    """
+
+    window: int = 25
+    lookahead: int = 0
+    threshold: float = 0.1
+    top_k: int = 40
+    nms_iou: float = 0.2
+    min_length: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PostprocessConfig:
+        return cls(**data)

@@ -1,0 +1,59 @@
+"""Build of the reclnet package.
+
+The architecture's parts stay top-level folders (train/, export/, runtime/) and
+are mapped here to the import names reclnet.train, reclnet.export and
+reclnet.runtime. The Cython extension over the C post-processing core in csrc/
+is built here too.
+"""
+
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+HERE = Path(__file__).parent
+
+package_dir = {
+    "reclnet": "reclnet",
+    "reclnet.train": "train",
+    "reclnet.export": "export",
+    "reclnet.runtime": "runtime",
+    "reclnet.benchmarks": "benchmarks",
+}
+
+
+def find_subpackages() -> list[str]:
+    """Every folder with an __init__.py below the mapped folders, by import name."""
+    packages = []
+    for name, folder in package_dir.items():
+        root = HERE / folder
+        for init in sorted(root.rglob("__init__.py")):
+            rel = init.parent.relative_to(root)
+            parts = [] if str(rel) == "." else list(rel.parts)
+            packages.append(".".join([name, *parts]))
+    return packages
+
+
+def extensions() -> list[Extension]:
+    """The Cython binding of the C core, when its sources exist."""
+    pyx = HERE / "runtime" / "_postproc.pyx"
+    if not pyx.exists():
+        return []
+    import numpy
+    from Cython.Build import cythonize
+
+    csources = sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc" / "src").glob("*.c"))
+    ext = Extension(
+        "reclnet.runtime._postproc",
+        sources=["runtime/_postproc.pyx", *csources],
+        include_dirs=["csrc/include", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3", "-std=c99"],
+    )
+    return cythonize([ext], language_level=3)
+
+
+setup(
+    package_dir=package_dir,
+    packages=find_subpackages(),
+    ext_modules=extensions(),
+)

@@ -1,0 +1,313 @@
+"""The RecLNet model (paper section 3.2, Figure 2) in PyTorch.
+
+Per stream (RGB, optical flow): a linear layer that normalizes the input
+features, then a stack of recurrent layers (GRU, LSTM) or, for the baseline,
+fully connected layers. The outputs of every layer of every stream are
+concatenated and classified into C actions + background (last column), see
+:mod:`reclnet.config` for the class and packed-state layouts.
+
+Fusion of the streams (``RecLNetConfig.fusion``):
+
+- ``fusion_layer``: one linear layer on the concatenated memories of all
+  streams (the paper's final model);
+- ``average``: each stream has its own classifier; their softmax outputs are
+  averaged;
+- ``gating``: each stream's classifier logits are multiplied by learned
+  per-class weights, summed, then one softmax.
+
+Gating and fusion layer are trained on top of frozen single-stream networks
+(:meth:`RecLNet.load_stream_weights`, :meth:`RecLNet.freeze_streams`).
+
+``forward`` runs a whole sequence ``[B, T, D]``, ``step`` one frame ``[B, D]``;
+both take and return the packed state ``[B, S]`` so that a chunked or
+frame-by-frame run equals one run over the whole sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from reclnet.config import RecLNetConfig
+
+__all__ = ["RecLNet", "RecLNetConfig", "StreamEncoder"]
+
+
+class StreamEncoder(nn.Module):
+    """One stream: input projection + layer stack.
+
+    Input ``[B, T, D]``, output ``[B, T, num_layers * layer_output_size]`` (the
+    concatenated outputs of every layer) and the stream's part of the packed state.
+    """
+
+    def __init__(self, input_size: int, config: RecLNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.projection = nn.Linear(input_size, config.projection_size)
+        layers: list[nn.Module] = []
+        size_in = config.projection_size
+        for _ in range(config.num_layers):
+            if config.cell == "gru":
+                layers.append(nn.GRU(size_in, config.memory_size, batch_first=True))
+            elif config.cell == "lstm":
+                layers.append(nn.LSTM(size_in, config.memory_size, batch_first=True))
+            else:
+                layers.append(nn.Sequential(nn.Linear(size_in, config.fc_hidden_size), nn.ReLU()))
+            size_in = config.layer_output_size
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Run the stream over a sequence.
+
+        Parameters
+        ----------
+        x : Tensor
+            float32 ``[B, T, D]`` features.
+        state : Tensor
+            float32 ``[B, num_layers * state_per_layer]``, this stream's slice of
+            the packed state.
+
+        Returns
+        -------
+        outputs : Tensor
+            float32 ``[B, T, stream_output_size]``.
+        new_state : Tensor
+            float32, same shape as ``state``: the state after the last step.
+        """
+        m = self.config.memory_size
+        width = self.config.state_per_layer
+        h = self.projection(x)
+        outputs, new_states = [], []
+        for i, layer in enumerate(self.layers):
+            layer_state = state[:, i * width : (i + 1) * width]
+            if self.config.cell == "gru":
+                h, h_n = layer(h, layer_state[:, :m].unsqueeze(0).contiguous())
+                new_states.append(h_n[0])
+            elif self.config.cell == "lstm":
+                h0 = layer_state[:, :m].unsqueeze(0).contiguous()
+                c0 = layer_state[:, m:].unsqueeze(0).contiguous()
+                h, (h_n, c_n) = layer(h, (h0, c0))
+                new_states.append(torch.cat([h_n[0], c_n[0]], dim=1))
+            else:
+                h = layer(h)
+            outputs.append(h)
+        new_state = torch.cat(new_states, dim=1) if new_states else state
+        return torch.cat(outputs, dim=-1), new_state
+
+
+class RecLNet(nn.Module):
+    """RecLNet: per-frame action probabilities for person tracks.
+
+    Parameters
+    ----------
+    config : RecLNetConfig
+        All hyper-parameters; stored on the model as ``model.config``.
+    """
+
+    def __init__(self, config: RecLNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or RecLNetConfig()
+        self.encoders = nn.ModuleDict(
+            {name: StreamEncoder(size, config) for name, size in config.streams.items()}
+        )
+        n_streams = len(config.streams)
+        self.mode = "single" if n_streams == 1 else config.fusion
+        if self.mode == "fusion_layer":
+            self.fusion_head = nn.Linear(n_streams * config.stream_output_size, config.num_classes)
+        else:
+            # single stream, average and gating: a classifier per stream.
+            self.heads = nn.ModuleDict(
+                {
+                    name: nn.Linear(config.stream_output_size, config.num_classes)
+                    for name in config.streams
+                }
+            )
+        if self.mode == "gating":
+            self.gates = nn.Parameter(torch.full((n_streams, config.num_classes), 1.0 / n_streams))
+
+    # ------------------------------------------------------------ validation
+    def _check_features(self, features: Mapping[str, Tensor], ndim: int) -> int:
+        """Check streams, shapes and values; return the batch size."""
+        if not isinstance(features, Mapping):
+            raise TypeError(f"features must be a dict stream -> tensor, got {type(features)}")
+        missing = [s for s in self.config.streams if s not in features]
+        if missing:
+            raise ValueError(
+                f"missing feature stream(s) {missing}; the model needs {self.config.stream_names}"
+            )
+        extra = [s for s in features if s not in self.config.streams]
+        if extra:
+            raise ValueError(
+                f"unknown feature stream(s) {extra}; the model needs {self.config.stream_names}"
+            )
+        batch = None
+        lead_shape = None
+        for name, size in self.config.streams.items():
+            x = features[name]
+            if not isinstance(x, Tensor):
+                raise TypeError(f"features[{name!r}] must be a torch.Tensor, got {type(x)}")
+            if x.dim() != ndim:
+                want = "[B, T, D]" if ndim == 3 else "[B, D]"
+                raise ValueError(f"features[{name!r}] must be {want}, got shape {tuple(x.shape)}")
+            if x.shape[-1] != size:
+                raise ValueError(
+                    f"features[{name!r}] has feature size {x.shape[-1]}, the model expects {size}"
+                )
+            if lead_shape is None:
+                lead_shape = tuple(x.shape[:-1])
+            elif tuple(x.shape[:-1]) != lead_shape:
+                raise ValueError(
+                    f"feature streams disagree on batch/time shape: {lead_shape} vs "
+                    f"{tuple(x.shape[:-1])} for {name!r}"
+                )
+            if not torch.isfinite(x).all():
+                raise ValueError(f"features[{name!r}] contains NaN or infinite values")
+            batch = x.shape[0]
+        assert batch is not None
+        return batch
+
+    def _check_state(self, state: Tensor | None, batch: int, like: Tensor) -> Tensor:
+        s = self.config.state_size
+        if state is None:
+            return like.new_zeros((batch, s))
+        if not isinstance(state, Tensor) or state.shape != (batch, s):
+            shape = tuple(state.shape) if isinstance(state, Tensor) else type(state)
+            raise ValueError(f"state must be [B={batch}, S={s}], got {shape}")
+        if not torch.isfinite(state).all():
+            raise ValueError("state contains NaN or infinite values")
+        return state
+
+    # ---------------------------------------------------------------- compute
+    def log_probs(
+        self, features: Mapping[str, Tensor], state: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-frame log-probabilities over a sequence (what training needs).
+
+        Parameters
+        ----------
+        features : dict[str, Tensor]
+            float32 ``[B, T, D_stream]`` per stream.
+        state : Tensor, optional
+            float32 ``[B, S]`` packed state before the first frame; zeros when None.
+
+        Returns
+        -------
+        log_probs : Tensor
+            float32 ``[B, T, C + 1]``, background last.
+        state : Tensor
+            float32 ``[B, S]`` after the last frame.
+        """
+        batch = self._check_features(features, ndim=3)
+        first = features[self.config.stream_names[0]]
+        state = self._check_state(state, batch, first)
+        slices = self.config.state_slices()
+        outputs, new_states = {}, []
+        n_layers = self.config.num_layers
+        for name, encoder in self.encoders.items():
+            start = slices[(name, 0)].start
+            stop = slices[(name, n_layers - 1)].stop
+            out, st = encoder(features[name], state[:, start:stop])
+            outputs[name] = out
+            new_states.append(st)
+        new_state = torch.cat(new_states, dim=1)
+        names = self.config.stream_names
+        if self.mode == "single":
+            logp = torch.log_softmax(self.heads[names[0]](outputs[names[0]]), dim=-1)
+        elif self.mode == "fusion_layer":
+            logp = torch.log_softmax(
+                self.fusion_head(torch.cat([outputs[n] for n in names], dim=-1)), dim=-1
+            )
+        elif self.mode == "average":
+            per_stream = torch.stack(
+                [torch.log_softmax(self.heads[n](outputs[n]), dim=-1) for n in names]
+            )
+            logp = torch.logsumexp(per_stream, dim=0) - torch.log(
+                torch.tensor(float(len(names)), device=per_stream.device)
+            )
+        else:  # gating
+            logits = sum(self.gates[i] * self.heads[n](outputs[n]) for i, n in enumerate(names))
+            logp = torch.log_softmax(logits, dim=-1)
+        return logp, new_state
+
+    def forward(
+        self, features: Mapping[str, Tensor], state: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Per-frame probabilities over a sequence.
+
+        Parameters
+        ----------
+        features : dict[str, Tensor]
+            float32 ``[B, T, D_stream]`` per stream.
+        state : Tensor, optional
+            float32 ``[B, S]``; zeros (new tracks) when None.
+
+        Returns
+        -------
+        probs : Tensor
+            float32 ``[B, T, C + 1]``, rows sum to 1, background last.
+        state : Tensor
+            float32 ``[B, S]`` after the last frame.
+        """
+        logp, new_state = self.log_probs(features, state)
+        return logp.exp(), new_state
+
+    def step(self, features: Mapping[str, Tensor], state: Tensor) -> tuple[Tensor, Tensor]:
+        """One frame for a batch of live tracks (the streaming step).
+
+        Parameters
+        ----------
+        features : dict[str, Tensor]
+            float32 ``[B, D_stream]`` per stream.
+        state : Tensor
+            float32 ``[B, S]``, zeros for a track's first frame.
+
+        Returns
+        -------
+        probs : Tensor
+            float32 ``[B, C + 1]``.
+        state : Tensor
+            float32 ``[B, S]``.
+        """
+        self._check_features(features, ndim=2)
+        probs, new_state = self.forward({k: v.unsqueeze(1) for k, v in features.items()}, state)
+        return probs[:, 0], new_state
+
+    # ------------------------------------------------------- two-stage training
+    def load_stream_weights(self, single: RecLNet) -> None:
+        """Copy a trained single-stream network into this model.
+
+        The stream's encoder is always copied; its classifier too when this
+        model keeps per-stream classifiers (``average``, ``gating``).
+        """
+        if len(single.config.streams) != 1:
+            raise ValueError("load_stream_weights takes a single-stream RecLNet")
+        (name,) = single.config.streams
+        if name not in self.config.streams:
+            raise ValueError(f"stream {name!r} is not one of {self.config.stream_names}")
+        for attr in ("projection_size", "memory_size", "num_layers", "cell", "num_actions"):
+            if getattr(single.config, attr) != getattr(self.config, attr):
+                raise ValueError(
+                    f"single-stream network differs in {attr}: "
+                    f"{getattr(single.config, attr)} vs {getattr(self.config, attr)}"
+                )
+        if single.config.streams[name] != self.config.streams[name]:
+            raise ValueError(f"stream {name!r} input size differs")
+        self.encoders[name].load_state_dict(single.encoders[name].state_dict())
+        if hasattr(self, "heads"):
+            self.heads[name].load_state_dict(single.heads[name].state_dict())
+
+    def freeze_streams(self) -> None:
+        """Freeze encoders and per-stream classifiers: only fusion parameters train."""
+        for module in [self.encoders, *([self.heads] if hasattr(self, "heads") else [])]:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """The parameters the fusion stage trains (empty for ``average``)."""
+        if self.mode == "fusion_layer":
+            return list(self.fusion_head.parameters())
+        if self.mode == "gating":
+            return [self.gates]
+        return []
