@@ -12,9 +12,10 @@ Semantics of :func:`localize_track`, per class column ``c`` of a track of ``T`` 
    and ``back = window - 1 - ahead`` (odd windows are centred; an even window has one
    more sample behind). The window counts *samples*, not frames: frame gaps are
    ignored by the median. With ``n`` samples inside, the median is the middle value for
-   odd ``n`` and, for even ``n``, the two middle values ``a <= b`` averaged as
-   ``float32((float64(a) + float64(b)) / 2)`` (equal to ``(a + b) * 0.5f`` in float32).
-2. **Runs.** A segment opens at a sample with ``smoothed >= threshold`` and extends over
+   odd ``n`` and, for even ``n``, the two middle values ``a <= b`` averaged in float32
+   arithmetic as ``(a + b) * 0.5f`` (what ``numpy.median`` does on float32).
+2. **Runs.** Both thresholds are rounded to float32 and compared with the float32
+   smoothed values. A segment opens at a sample with ``smoothed >= threshold`` and extends over
    the following samples while ``smoothed >= close_threshold`` (default: ``threshold``;
    it must not exceed ``threshold``, giving hysteresis when lower). It ends before the
    first sample with ``smoothed < close_threshold``, at the end of the track, or - when
@@ -125,9 +126,8 @@ def _median_rows(block: np.ndarray) -> np.ndarray:
     part = np.partition(block, (lo, hi) if lo != hi else lo, axis=-1)
     if lo == hi:
         return part[..., lo].astype(np.float32)
-    a = part[..., lo].astype(np.float64)
-    b = part[..., hi].astype(np.float64)
-    return ((a + b) / 2.0).astype(np.float32)
+    # float32 arithmetic on purpose: the C core computes (a + b) * 0.5f.
+    return (part[..., lo] + part[..., hi]) * np.float32(0.5)
 
 
 def median_filter(scores: np.ndarray, window: int) -> np.ndarray:
@@ -243,8 +243,8 @@ def localize_track(
     min_length : int
         Minimum number of samples of a segment (>= 1).
     max_gap : int, optional
-        A frame difference ``frames[u] - frames[u-1] > max_gap`` ends open segments
-        (needs nothing else; ignored when None).
+        A frame difference ``frames[u] - frames[u-1] > max_gap`` (>= 0) ends open
+        segments before sample ``u``; None never splits.
 
     Returns
     -------
@@ -257,14 +257,14 @@ def localize_track(
     window = _check_int("window", window, 1)
     top_k = _check_int("top_k", top_k, 1)
     min_length = _check_int("min_length", min_length, 1)
-    threshold = float(threshold)
-    close = threshold if close_threshold is None else float(close_threshold)
+    threshold = np.float32(threshold)
+    close = threshold if close_threshold is None else np.float32(close_threshold)
     if not (np.isfinite(threshold) and np.isfinite(close)):
         raise ValueError("threshold and close_threshold must be finite")
     if close > threshold:
         raise ValueError(f"close_threshold {close} must not exceed threshold {threshold}")
     if max_gap is not None:
-        max_gap = _check_int("max_gap", max_gap, 1)
+        max_gap = _check_int("max_gap", max_gap, 0)
     if num == 0:
         return []
     smoothed = median_filter(raw, window)
@@ -276,9 +276,9 @@ def localize_track(
     segments: list[Segment] = []
     for c in range(num_classes):
         col = smoothed[:, c]
-        # Comparisons in float64 so a threshold like 0.1 means the same to the C core.
-        stay = col.astype(np.float64) >= close
-        opens = np.flatnonzero(col.astype(np.float64) >= threshold)
+        # float32 comparisons, as in the C core (0.7 rounds below itself in float32).
+        stay = col >= close
+        opens = np.flatnonzero(col >= threshold)
         if opens.size == 0:
             continue
         # Maximal runs of `stay` not crossing a break: each yields at most one segment,
