@@ -13,7 +13,11 @@ from typing import Any
 
 # public name -> submodule of reclnet.runtime that defines it.
 # Each part adds its own line here.
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "OnlineScorer": "scorer",
+    "FrameResult": "scorer",
+    "Event": "scorer",
+}
 
 __all__ = sorted(_EXPORTS)
 

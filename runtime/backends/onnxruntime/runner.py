@@ -1,0 +1,129 @@
+"""ONNX Runtime step runner (the one runtime module importing onnxruntime).
+
+On CPU the step is a plain ``session.run``. With IO binding (default on the
+CUDA / TensorRT providers) the new states are bound to the provider's device
+and returned as an ``OrtValue`` handle that the scorer feeds straight back as
+the next step's state while the batch of tracks does not change, so states stay
+on the device; only the probabilities come back to the host each frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from reclnet.config import PostprocessConfig
+from reclnet.runtime.artifacts import ArtifactError, load_artifact
+from reclnet.runtime.backends import BackendError, RunnerBase, check_step_outputs
+
+from .loader import device_of
+
+__all__ = ["OrtRunner"]
+
+
+class OrtRunner(RunnerBase):
+    """An exported step model in an ONNX Runtime session.
+
+    Parameters
+    ----------
+    model : path-like
+        ``step.onnx`` (or ``step.int8.onnx``) with its sidecar.
+    providers : list of (str, dict)
+        From :func:`reclnet.runtime.backends.onnxruntime.loader.provider_list`.
+    io_binding : bool, optional
+        Device-resident states (see the module docstring); default: on unless on CPU.
+    threads : int, optional
+        Intra-op threads.
+    postprocess : PostprocessConfig, optional
+        Overrides the sidecar's post-processing defaults.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: str | os.PathLike,
+        *,
+        providers: Sequence[tuple[str, dict[str, Any]]] = (("CPUExecutionProvider", {}),),
+        io_binding: bool | None = None,
+        threads: int | None = None,
+        postprocess: PostprocessConfig | None = None,
+    ) -> None:
+        try:
+            self.artifact = load_artifact(model, kind="step")
+        except ArtifactError as exc:
+            raise BackendError(f"onnxruntime backend: {exc}") from exc
+        self.config = self.artifact.config
+        self.postprocess = postprocess or self.artifact.postprocess
+        self.device, self.device_id = device_of(providers)
+        self.device_resident = self.device != "cpu" if io_binding is None else bool(io_binding)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        available = set(ort.get_available_providers())
+        missing = [name for name, _ in providers if name not in available]
+        if missing:
+            raise BackendError(
+                f"onnxruntime backend: provider(s) {missing} not in this onnxruntime build "
+                f"(available: {sorted(available)})"
+            )
+        try:
+            self.session = ort.InferenceSession(
+                str(self.artifact.path),
+                sess_options=opts,
+                providers=[name for name, _ in providers],
+                provider_options=[dict(o) for _, o in providers],
+            )
+        except Exception as exc:  # ORT raises its own exception types
+            raise BackendError(f"onnxruntime backend: cannot load {model}: {exc}") from exc
+        inputs = {i.name for i in self.session.get_inputs()}
+        need = {*self.config.streams, "state"}
+        if inputs != need:
+            raise BackendError(
+                f"onnxruntime backend: {self.artifact.path.name} has inputs {sorted(inputs)}, "
+                f"a step model needs {sorted(need)}"
+            )
+        self._outputs = ["probs", "state_out"]
+
+    def step(self, features: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+        """One frame for N tracks (see :class:`reclnet.runtime.backends.StepRunner`)."""
+        if self.session is None:
+            raise BackendError("onnxruntime backend: the runner is closed")
+        if not self.device_resident:
+            feeds = {k: np.ascontiguousarray(features[k]) for k in self.config.streams}
+            feeds["state"] = np.ascontiguousarray(state)
+            probs, new_state = self.session.run(self._outputs, feeds)
+            check_step_outputs(self.config, len(state), probs, new_state)
+            return probs, new_state
+        binding = self.session.io_binding()
+        for k in self.config.streams:
+            binding.bind_cpu_input(k, np.ascontiguousarray(features[k]))
+        if isinstance(state, ort.OrtValue):
+            # The previous step's output, still on the device: no copy.
+            binding.bind_ortvalue_input("state", state)
+        else:
+            binding.bind_cpu_input("state", np.ascontiguousarray(state))
+        binding.bind_output("probs", "cpu")
+        binding.bind_output("state_out", self.device, self.device_id)
+        self.session.run_with_iobinding(binding)
+        probs_val, state_val = binding.get_outputs()
+        probs = probs_val.numpy()
+        n = probs.shape[0]
+        check_step_outputs(self.config, n, probs, None)
+        if tuple(state_val.shape()) != (n, self.config.state_size):
+            raise BackendError(f"onnxruntime backend: state_out has shape {state_val.shape()}")
+        return probs, state_val
+
+    def fetch_state(self, state: Any) -> np.ndarray:
+        """Host copy of a state returned by :meth:`step`."""
+        if isinstance(state, ort.OrtValue):
+            return state.numpy()
+        return np.asarray(state)
+
+    def close(self) -> None:
+        self.session = None

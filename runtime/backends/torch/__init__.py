@@ -1,0 +1,1 @@
+"""PyTorch reference backend (imports torch only when loaded)."""

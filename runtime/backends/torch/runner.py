@@ -1,0 +1,106 @@
+"""PyTorch reference step runner: ``RecLNet.step`` on a checkpoint; the one runtime module importing torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from reclnet.config import PostprocessConfig
+from reclnet.runtime.backends import BackendError, RunnerBase, check_step_outputs
+
+__all__ = ["TorchRunner", "sequence_probs"]
+
+
+class TorchRunner(RunnerBase):
+    """Runs :meth:`reclnet.train.model.RecLNet.step` eagerly (the reference backend).
+
+    Parameters
+    ----------
+    checkpoint : path-like, optional
+        Checkpoint read with :func:`reclnet.train.checkpoint.load_checkpoint`.
+    model : RecLNet, optional
+        An in-memory model instead (put in eval mode).
+    postprocess : PostprocessConfig, optional
+        Post-processing defaults; a checkpoint's ``train_config["postprocess"]`` is used
+        when present, else ``PostprocessConfig()``.
+    device : str
+        Torch device.
+    threads : int, optional
+        Intra-op threads.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        *,
+        model: Any = None,
+        postprocess: PostprocessConfig | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        payload: dict[str, Any] = {}
+        if checkpoint is not None:
+            from reclnet.train.checkpoint import CheckpointError, load_checkpoint
+
+            try:
+                model, payload = load_checkpoint(checkpoint, map_location=device)
+            except CheckpointError as exc:
+                raise BackendError(f"torch backend: {exc}") from exc
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = self.model.config
+        stored = (payload.get("train_config") or {}).get("postprocess")
+        if postprocess is None:
+            postprocess = PostprocessConfig.from_dict(stored) if stored else PostprocessConfig()
+        self.postprocess = postprocess
+
+    def step(
+        self, features: Mapping[str, np.ndarray], state: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame for N tracks (see :class:`reclnet.runtime.backends.StepRunner`)."""
+        n = len(state)
+        with torch.inference_mode():
+            feats = {
+                k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in features.items()
+            }
+            probs, new_state = self.model.step(feats, torch.from_numpy(state).to(self.device))
+        probs_np = probs.cpu().numpy()
+        state_np = new_state.cpu().numpy()
+        check_step_outputs(self.config, n, probs_np, state_np)
+        return probs_np, state_np
+
+    def sequence(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Probabilities of one whole track from a zero state (the offline reference).
+
+        Parameters
+        ----------
+        features : dict[str, np.ndarray]
+            float32 ``[T, D_stream]`` per stream.
+
+        Returns
+        -------
+        np.ndarray
+            float32 ``[T, C+1]``.
+        """
+        return sequence_probs(self.model, features, device=self.device)
+
+    def close(self) -> None:
+        pass
+
+
+def sequence_probs(
+    model: Any, features: Mapping[str, np.ndarray], device: Any = "cpu"
+) -> np.ndarray:
+    """``RecLNet.forward`` over one track ``{stream: float32[T, D]}`` -> float32 ``[T, C+1]``."""
+    with torch.inference_mode():
+        feats = {k: torch.from_numpy(np.asarray(v))[None].to(device) for k, v in features.items()}
+        probs, _ = model.forward(feats)
+    return probs[0].cpu().numpy()
