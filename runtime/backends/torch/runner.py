@@ -1,18 +1,29 @@
-"""PyTorch reference step runner: ``RecLNet.step`` on a checkpoint; the one runtime module importing torch."""
+"""PyTorch reference step runner: ``RecLNet.step`` on a checkpoint; the one runtime module importing torch.
+
+torch is imported when a runner is built (not when this module is imported), so
+that every runtime module stays importable on a machine without torch.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from reclnet.config import PostprocessConfig
 from reclnet.runtime.backends import BackendError, RunnerBase, check_step_outputs
 
 __all__ = ["TorchRunner", "sequence_probs"]
+
+
+def _torch() -> Any:
+    try:
+        return importlib.import_module("torch")
+    except ImportError as exc:
+        raise BackendError(f"torch backend: PyTorch is not installed ({exc})") from exc
 
 
 class TorchRunner(RunnerBase):
@@ -44,6 +55,7 @@ class TorchRunner(RunnerBase):
         device: str = "cpu",
         threads: int | None = None,
     ) -> None:
+        torch = self._torch = _torch()
         if threads is not None:
             torch.set_num_threads(int(threads))
         payload: dict[str, Any] = {}
@@ -67,6 +79,7 @@ class TorchRunner(RunnerBase):
     ) -> tuple[np.ndarray, np.ndarray]:
         """One frame for N tracks (see :class:`reclnet.runtime.backends.StepRunner`)."""
         n = len(state)
+        torch = self._torch
         with torch.inference_mode():
             feats = {
                 k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in features.items()
@@ -100,6 +113,7 @@ def sequence_probs(
     model: Any, features: Mapping[str, np.ndarray], device: Any = "cpu"
 ) -> np.ndarray:
     """``RecLNet.forward`` over one track ``{stream: float32[T, D]}`` -> float32 ``[T, C+1]``."""
+    torch = _torch()
     with torch.inference_mode():
         feats = {k: torch.from_numpy(np.asarray(v))[None].to(device) for k, v in features.items()}
         probs, _ = model.forward(feats)
