@@ -9,6 +9,7 @@ is built here too.
 from pathlib import Path
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 
@@ -48,11 +49,32 @@ def extensions() -> list[Extension]:
         include_dirs=["csrc/include", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-std=c99"],
+        depends=[
+            "csrc/include/reclnet/postproc.h",
+            *sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc" / "src").glob("*.h")),
+        ],
     )
-    return cythonize([ext], language_level=3)
+    # include_path: the .pyx cimports runtime/_postproc.pxd by its folder path.
+    return cythonize([ext], language_level=3, include_path=[str(HERE)])
+
+
+class build_py_with_header(build_py):
+    """Also ships the C core's public header as reclnet/runtime/include/reclnet/postproc.h.
+
+    reclnet.runtime.get_include() returns that directory in installed packages (and
+    csrc/include in editable ones), so other extensions can compile against the core.
+    """
+
+    def run(self) -> None:
+        super().run()
+        header = HERE / "csrc" / "include" / "reclnet" / "postproc.h"
+        target = Path(self.build_lib) / "reclnet" / "runtime" / "include" / "reclnet"
+        self.mkpath(str(target))
+        self.copy_file(str(header), str(target / "postproc.h"))
 
 
 setup(
+    cmdclass={"build_py": build_py_with_header},
     package_dir=package_dir,
     packages=find_subpackages(),
     ext_modules=extensions(),

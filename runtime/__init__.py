@@ -17,6 +17,9 @@ _EXPORTS: dict[str, str] = {
     "OnlineScorer": "scorer",
     "FrameResult": "scorer",
     "Event": "scorer",
+    "get_include": "postproc",
+    "causal_median": "postproc",
+    "SegmentBank": "postproc",
 }
 
 __all__ = sorted(_EXPORTS)
