@@ -1,0 +1,277 @@
+"""The step model on peer runtimes: OpenVINO's CPU runtime vs ours (ONNX Runtime) on one file.
+
+Both run the same exported ``step.onnx`` of the paper-sized RecLNet (and the INT8
+file when the export provides one), side by side in this process at each number
+of live tracks N. OpenVINO gets its best case: a model compiled per N with static
+shapes and the latency hint. TensorRT FP16 (through ONNX Runtime's TensorRT
+execution provider) is measured only when an NVIDIA GPU is present; otherwise its
+rows say why they are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from reclnet.benchmarks.timing import measure
+from reclnet.config import RecLNetConfig
+
+#: Live tracks per step (the floor benchmark uses the same grid).
+TRACKS = (1, 8, 32, 128, 256)
+QUICK_TRACKS = (1, 8, 128)
+PEER = "openvino"
+REPO = Path(__file__).resolve().parents[1]
+#: Sources whose change makes a cached export stale.
+_EXPORT_SOURCES = ("train/model.py", "export", "reclnet/config.py")
+
+
+def _cache_dir() -> Path:
+    """Where exported benchmark models are kept between runs (export takes ~30 s)."""
+    root = os.environ.get("RECLNET_BENCH_CACHE")
+    return Path(root) if root else Path(tempfile.gettempdir()) / "reclnet-bench-cache"
+
+
+def _export_key(config: RecLNetConfig, seed: int) -> str:
+    """Changes with the model config, the seed, the exporter and model sources, torch."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256(f"{config.to_json()}|{seed}|torch {version('torch')}".encode())
+    for rel in _EXPORT_SOURCES:
+        p = REPO / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def paper_step_onnx(seed: int = 0) -> dict[str, Path]:
+    """The paper-sized step model (default :class:`RecLNetConfig`, random weights), exported
+    through ``reclnet.export``; cached by :func:`_export_key`.
+
+    Returns
+    -------
+    dict
+        ``{"fp32": step.onnx}`` plus ``"int8": step.int8.onnx`` when the exporter offers
+        INT8 quantization.
+    """
+    config = RecLNetConfig()
+    target = _cache_dir() / _export_key(config, seed)
+    if not (target / "step.onnx").is_file():
+        import torch
+
+        from reclnet.export.onnx_export import export_step
+        from reclnet.train.model import RecLNet
+
+        torch.manual_seed(seed)
+        model = RecLNet(config).eval()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=target.parent))
+        try:
+            export_step(model, work / "step.onnx")
+            _quantize(work / "step.onnx", work / "step.int8.onnx")
+            work.rename(target)
+        except OSError:
+            if not (target / "step.onnx").is_file():  # not a concurrent run's rename
+                raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    out = {"fp32": target / "step.onnx"}
+    if (target / "step.int8.onnx").is_file():
+        out["int8"] = target / "step.int8.onnx"
+    return out
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    """INT8 through the export engineer's quantizer, when it exists (else no INT8 rows)."""
+    try:
+        from reclnet.export import quantize
+    except ImportError:
+        return
+    for name in ("quantize_step", "quantize_dynamic", "quantize"):
+        fn = getattr(quantize, name, None)
+        if callable(fn):
+            fn(src, dst)
+            return
+
+
+def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    feeds = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.streams.items()}
+    feeds["state"] = rng.standard_normal((n, config.state_size), dtype=np.float32) * 0.1
+    return feeds
+
+
+class _OpenVino:
+    """OpenVINO CPU, compiled for static shapes at one N with the latency hint."""
+
+    def __init__(self, path: Path, feeds: dict[str, np.ndarray]) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        model.reshape({name: list(a.shape) for name, a in feeds.items()})
+        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        self.request = self.compiled.create_infer_request()
+        self.probs = self.compiled.output("probs")
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.request.infer(feeds)[self.probs]
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
+    """Seconds per call of each fn, runs interleaved so that drift hits all alike."""
+    numbers = {k: measure(fn, repeat=1).number for k, fn in fns.items()}
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            runs[k].append(measure(fn, repeat=1, number=numbers[k], warmup=0).median)
+    return runs
+
+
+def _row(
+    case: str,
+    impl: str,
+    n: int,
+    runs: list[float],
+    baseline: str | None,
+    base_runs: list[float] | None,
+    **extra,
+) -> dict:
+    ms = np.asarray(runs) * 1e3
+    ratio = None if base_runs is None else float(np.median(base_runs) / np.median(runs))
+    return {
+        "benchmark": "peers",
+        "case": case,
+        "impl": impl,
+        "baseline": baseline,
+        "unit": "ms",
+        "min": float(ms.min()),
+        "median": float(np.median(ms)),
+        "max": float(ms.max()),
+        "ratio_vs_baseline": ratio,
+        "n": n,
+        "repeat": len(runs),
+        **extra,
+    }
+
+
+def _skipped(case: str, impl: str, n: int | None, reason: str) -> dict:
+    return {
+        "benchmark": "peers",
+        "case": case,
+        "impl": impl,
+        "baseline": None,
+        "unit": "ms",
+        "min": None,
+        "median": None,
+        "max": None,
+        "ratio_vs_baseline": None,
+        "n": n,
+        "skipped": reason,
+    }
+
+
+def _gpu_reason() -> str | None:
+    """None when an NVIDIA GPU is usable, else why not."""
+    if not (Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/gpus").is_dir()):
+        return "no NVIDIA GPU on this machine"
+    import onnxruntime as ort
+
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        return "onnxruntime has no TensorRT execution provider (install the ort-gpu extra)"
+    return None
+
+
+def run(quick: bool = False) -> list[dict]:
+    """ONNX Runtime vs OpenVINO (and TensorRT FP16 on a GPU) on the same step files.
+
+    Parameters
+    ----------
+    quick : bool
+        N in (1, 8, 128) and 3 interleaved runs instead of all of :data:`TRACKS` and 7.
+
+    Returns
+    -------
+    list of dict
+        Per N and precision: an ``openvino <prec>`` row and an ``onnxruntime <prec>`` row
+        whose baseline is OpenVINO (ratio > 1: ONNX Runtime is faster); ``tensorrt fp16``
+        rows (skipped without a GPU). Each row has ``n`` and the max |probs difference|
+        between the two runtimes (``max_abs_diff``).
+    """
+    from reclnet.runtime.backends.onnxruntime.loader import load
+
+    config = RecLNetConfig()
+    files = paper_step_onnx()
+    grid, repeat = (QUICK_TRACKS, 3) if quick else (TRACKS, 7)
+    rng = np.random.default_rng(0)
+    rows: list[dict] = []
+    runners = {prec: load(path) for prec, path in files.items()}
+    try:
+        for n in grid:
+            feeds = _features(config, n, rng)
+            stream_feeds = {k: feeds[k] for k in config.streams}
+            for prec, path in files.items():
+                case = f"step N={n} {prec}"
+                runner = runners[prec]
+                try:
+                    peer = _OpenVino(path, feeds)
+                except Exception as exc:  # OpenVINO raises its own types for unsupported ops
+                    rows.append(
+                        _skipped(case, f"{PEER} {prec}", n, f"OpenVINO cannot run it: {exc}")
+                    )
+                    peer = None
+                ours = partial(runner.step, stream_feeds, feeds["state"])
+                fns = {"ours": ours} | ({"peer": partial(peer, feeds)} if peer else {})
+                runs = _interleaved(fns, repeat)
+                diff = None
+                if peer is not None:
+                    diff = float(np.abs(ours()[0] - peer(feeds)).max())
+                    rows.append(_row(case, f"{PEER} {prec}", n, runs["peer"], None, None))
+                rows.append(
+                    _row(
+                        case,
+                        f"onnxruntime {prec}",
+                        n,
+                        runs["ours"],
+                        f"{PEER} {prec}" if peer else None,
+                        runs.get("peer"),
+                        max_abs_diff=diff,
+                    )
+                )
+        reason = _gpu_reason()
+        for n in grid:
+            if reason is not None:
+                rows.append(_skipped(f"step N={n} fp16", "tensorrt fp16", n, reason))
+                continue
+            with load(files["fp32"], providers=("tensorrt",), fp16=True) as trt:
+                feeds = _features(config, n, rng)
+                stream_feeds = {k: feeds[k] for k in config.streams}
+
+                def trt_step(t=trt, s=stream_feeds, f=feeds) -> np.ndarray:
+                    # Fetch the state too: without it a device backend returns before it is done.
+                    return t.fetch_state(t.step(s, f["state"])[1])
+
+                runs = _interleaved({"trt": trt_step}, repeat)
+                rows.append(_row(f"step N={n} fp16", "tensorrt fp16", n, runs["trt"], None, None))
+    finally:
+        for runner in runners.values():
+            runner.close()
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run(quick=True):
+        figure = row.get("skipped") or (
+            f"{row['median']:9.3f} ms  [{row['min']:.3f} .. {row['max']:.3f}]"
+            + (
+                f"  {row['ratio_vs_baseline']:.2f}x vs {row['baseline']}"
+                if row["ratio_vs_baseline"]
+                else ""
+            )
+        )
+        print(f"{row['case']:<22} {row['impl']:<20} {figure}")
