@@ -172,7 +172,7 @@ def _memory_bytes() -> int | None:
     return None
 
 
-def _thread_pools() -> list[dict[str, Any]]:
+def thread_pools() -> list[dict[str, Any]]:
     """BLAS / OpenMP pools loaded in this process, when threadpoolctl is installed."""
     try:
         from threadpoolctl import threadpool_info
@@ -237,7 +237,7 @@ def collect() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "libraries": library_versions(),
-        "thread_pools": _thread_pools(),
+        "thread_pools": thread_pools(),
         "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
         "load_average": load_average(),
         "git_commit": _git_commit(Path(__file__).resolve().parents[1]),

@@ -289,6 +289,8 @@ def run_suite(
         for problem in result.problems:
             log(f"    {problem.rstrip()}")
         results.append(result)
+    # The BLAS / OpenMP pools are loaded by the benchmarks themselves: list them now.
+    facts["thread_pools"] = machine_facts.thread_pools()
     doc = {
         "schema": SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
