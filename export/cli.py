@@ -1,0 +1,200 @@
+"""Command line of the export part: ``reclnet export`` and ``reclnet build-engine``.
+
+``reclnet export CHECKPOINT --out DIR`` writes ``DIR/step.onnx`` and
+``DIR/sequence.onnx`` with their sidecars, plus (on request) the INT8 step,
+the pooled step, the feature networks and a Triton model repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["build_engine_main", "main"]
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reclnet export",
+        description="Export a trained RecLNet checkpoint to ONNX artifacts with JSON sidecars.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint written by reclnet train (.pt)")
+    p.add_argument("--out", type=Path, required=True, help="output model directory")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.add_argument(
+        "--no-fold-projection",
+        action="store_true",
+        help="keep the input projection as its own MatMul instead of folding it into layer 0",
+    )
+    p.add_argument("--no-sequence", action="store_true", help="skip sequence.onnx")
+    p.add_argument(
+        "--pool",
+        type=int,
+        metavar="CAPACITY",
+        default=None,
+        help="also write step_pool.onnx: state pool [CAPACITY, S] + slot indices",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write step.int8.onnx (ONNX Runtime dynamic quantization, see --int8-variant)",
+    )
+    p.add_argument(
+        "--int8-variant",
+        default="input_projections",
+        choices=["signed", "reduce_range", "input_projections"],
+        help="which INT8 variant --int8 writes (default: input_projections, no measurable loss)",
+    )
+    p.add_argument(
+        "--features",
+        nargs="*",
+        default=None,
+        metavar="STREAM",
+        help="also write features_<STREAM>.onnx for these streams (default: all the model's)",
+    )
+    p.add_argument(
+        "--backbone",
+        default="resnet18",
+        choices=["resnet18", "vgg16"],
+        help="feature network backbone (default resnet18; vgg16 = the paper's FC7)",
+    )
+    p.add_argument(
+        "--backbone-weights",
+        type=Path,
+        default=None,
+        help="local torchvision state_dict file for the backbone (never downloaded); "
+        "random weights otherwise, and the sidecar says so",
+    )
+    p.add_argument(
+        "--triton",
+        type=Path,
+        default=None,
+        metavar="REPO_DIR",
+        help="also write a Triton model repository serving the step model",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``reclnet export``; returns the process exit code."""
+    args = _export_parser().parse_args(argv)
+    from reclnet.export.onnx_export import export_sequence, export_step, export_step_pool
+    from reclnet.train.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        model, payload = load_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"reclnet export: {exc}", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    fold = not args.no_fold_projection
+    written = [
+        export_step(
+            model,
+            out / "step.onnx",
+            opset=args.opset,
+            fold_projection=fold,
+            source_checkpoint=args.checkpoint,
+        )
+    ]
+    if not args.no_sequence:
+        written.append(
+            export_sequence(
+                model, out / "sequence.onnx", opset=args.opset, source_checkpoint=args.checkpoint
+            )
+        )
+    if args.pool is not None:
+        written.append(
+            export_step_pool(
+                model,
+                out / "step_pool.onnx",
+                capacity=args.pool,
+                opset=args.opset,
+                fold_projection=fold,
+                source_checkpoint=args.checkpoint,
+            )
+        )
+    if args.int8:
+        from reclnet.export.quantize import quantize_step
+
+        written.append(
+            quantize_step(out / "step.onnx", out / "step.int8.onnx", variant=args.int8_variant)
+        )
+    if args.features is not None:
+        from reclnet.export.features import export_features
+
+        streams = args.features or model.config.stream_names
+        for stream in streams:
+            written.append(
+                export_features(
+                    out / f"features_{stream}.onnx",
+                    stream=stream,
+                    out_dim=model.config.streams[stream]
+                    if stream in model.config.streams
+                    else None,
+                    backbone=args.backbone,
+                    weights=args.backbone_weights,
+                    opset=args.opset,
+                )
+            )
+    if args.triton is not None:
+        from reclnet.export.triton import write_triton_repository
+
+        written.append(write_triton_repository(out / "step.onnx", args.triton))
+    for path in written:
+        print(path)
+    return 0
+
+
+def _engine_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reclnet build-engine",
+        description="Build a TensorRT engine (+ sidecar) from an exported ONNX step model.",
+    )
+    p.add_argument("onnx", type=Path, help="exported model (with its sidecar beside it)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    prec.add_argument("--int8", action="store_true", help="allow INT8 kernels (needs Q/DQ nodes)")
+    p.add_argument("--min-tracks", type=int, default=1, help="profile minimum N (default 1)")
+    p.add_argument("--opt-tracks", type=int, default=32, help="profile optimum N (default 32)")
+    p.add_argument("--max-tracks", type=int, default=256, help="profile maximum N (default 256)")
+    p.add_argument(
+        "--timing-cache",
+        type=Path,
+        default=None,
+        help="timing cache file, read if present and written back",
+    )
+    p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace (MiB)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="engine path (default: beside the ONNX file, .engine)",
+    )
+    return p
+
+
+def build_engine_main(argv: list[str] | None = None) -> int:
+    """``reclnet build-engine``; returns the process exit code."""
+    args = _engine_parser().parse_args(argv)
+    from reclnet.runtime.backends.tensorrt.loader import EngineBuildError, build_engine
+
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    try:
+        path = build_engine(
+            args.onnx,
+            args.out,
+            precision=precision,
+            min_tracks=args.min_tracks,
+            opt_tracks=args.opt_tracks,
+            max_tracks=args.max_tracks,
+            timing_cache=args.timing_cache,
+            workspace_mb=args.workspace_mb,
+        )
+    except (EngineBuildError, ValueError, ImportError) as exc:
+        print(f"reclnet build-engine: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

@@ -1,0 +1,245 @@
+"""ONNX export of RecLNet graphs (step, pooled step, sequence), each followed by its sidecar.
+
+Uses the torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``):
+in torch 2.14 the TorchScript exporter (``dynamo=False``) is deprecated and
+warns on every call, while the dynamo exporter produces a clean graph of plain
+MatMul / Add / Sigmoid / Tanh / Mul / Slice / Concat / Softmax nodes for the
+unrolled step (see reclnet.export.graphs for why the step is unrolled).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reclnet.config import PostprocessConfig
+from reclnet.export.graphs import PoolStepGraph, StepGraph
+from reclnet.export.sidecar import weights_id, write_sidecar
+from reclnet.train.model import RecLNet
+
+__all__ = ["DEFAULT_OPSET", "export_sequence", "export_step", "export_step_pool", "onnx_export"]
+
+DEFAULT_OPSET = 18
+
+
+def onnx_export(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: str | os.PathLike,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic: dict[str, dict[int, str]],
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``module(*args)`` to one self-contained ONNX file.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Called as ``module(*args)``.
+    args : tuple of Tensor
+        Example inputs (any sizes along the dynamic axes).
+    path : path-like
+        Destination ``.onnx`` file (weights inside it, no external data).
+    input_names, output_names : list[str]
+        Graph I/O names, in order.
+    dynamic : dict[str, dict[int, str]]
+        Per input name, ``{axis: symbolic name}`` of its dynamic axes.
+    opset : int
+        Default-domain opset (>= 17).
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shapes = tuple(dynamic.get(name, {}) for name in input_names)
+    module = module.eval()
+    with warnings.catch_warnings():
+        # torch.export names every dynamic axis it sees; inputs sharing one symbol
+        # (N) trigger a purely informative note that one of the names is dropped.
+        warnings.filterwarnings(
+            "ignore", message=r"# The axis name: .* will not be used", category=UserWarning
+        )
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=(shapes,),
+                dynamo=True,
+                opset_version=opset,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    return path
+
+
+def _source_info(source_checkpoint: str | os.PathLike | None) -> dict[str, Any] | None:
+    if source_checkpoint is None:
+        return None
+    from reclnet.runtime.artifacts import file_sha256
+
+    p = Path(source_checkpoint)
+    return {"path": str(p.resolve()), "sha256": file_sha256(p)}
+
+
+def export_step(
+    model: RecLNet,
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    fold_projection: bool = True,
+    postprocess: PostprocessConfig | None = None,
+    source_checkpoint: str | os.PathLike | None = None,
+) -> Path:
+    """Export the streaming step: ``{stream} [N, D], state [N, S] -> probs [N, C+1], state_out``.
+
+    Parameters
+    ----------
+    model : RecLNet
+        The trained model (put in eval mode).
+    path : path-like
+        Destination, conventionally ``DIR/step.onnx``; ``DIR/step.json`` is written beside it.
+    opset : int
+        ONNX opset.
+    fold_projection : bool
+        Fold the input projection into the first recurrent layer (exact up to rounding).
+    postprocess : PostprocessConfig, optional
+        Post-processing defaults recorded in the sidecar.
+    source_checkpoint : path-like, optional
+        Checkpoint the model came from (path and sha256 recorded).
+
+    Returns
+    -------
+    Path
+        The ONNX file.
+    """
+    config = model.config
+    graph = StepGraph(model.eval(), fold_projection=fold_projection)
+    n = 2
+    args = tuple(torch.zeros(n, d) for d in config.streams.values()) + (
+        torch.zeros(n, config.state_size),
+    )
+    names = [*config.stream_names, "state"]
+    path = onnx_export(
+        graph,
+        args,
+        path,
+        input_names=names,
+        output_names=["probs", "state_out"],
+        dynamic={name: {0: "N"} for name in names},
+        opset=opset,
+    )
+    write_sidecar(
+        path,
+        kind="step",
+        config=config,
+        postprocess=postprocess,
+        model_id=weights_id(model.state_dict()),
+        source_checkpoint=_source_info(source_checkpoint),
+        preprocessing={"streams": dict(config.streams), "initial_state": "zeros"},
+        extra={"variant": {"cell": "unrolled", "fold_projection": fold_projection}},
+    )
+    return path
+
+
+def export_step_pool(
+    model: RecLNet,
+    path: str | os.PathLike,
+    *,
+    capacity: int = 256,
+    opset: int = DEFAULT_OPSET,
+    fold_projection: bool = True,
+    postprocess: PostprocessConfig | None = None,
+    source_checkpoint: str | os.PathLike | None = None,
+) -> Path:
+    """Export the pooled step: ``{stream} [N, D], pool [capacity, S], slots int64 [N]``.
+
+    Outputs ``probs [N, C+1]`` and ``pool_out [capacity, S]`` (rows ``slots``
+    updated). ``capacity`` is fixed at export time so that only N is dynamic.
+
+    Returns
+    -------
+    Path
+        The ONNX file (sidecar ``kind="step_pool"`` beside it).
+    """
+    config = model.config
+    graph = PoolStepGraph(model.eval(), fold_projection=fold_projection)
+    n = 2
+    args = tuple(torch.zeros(n, d) for d in config.streams.values()) + (
+        torch.zeros(capacity, config.state_size),
+        torch.arange(n, dtype=torch.int64),
+    )
+    names = [*config.stream_names, "pool", "slots"]
+    dynamic = {name: {0: "N"} for name in [*config.stream_names, "slots"]}
+    path = onnx_export(
+        graph,
+        args,
+        path,
+        input_names=names,
+        output_names=["probs", "pool_out"],
+        dynamic=dynamic,
+        opset=opset,
+    )
+    write_sidecar(
+        path,
+        kind="step_pool",
+        config=config,
+        postprocess=postprocess,
+        model_id=weights_id(model.state_dict()),
+        source_checkpoint=_source_info(source_checkpoint),
+        preprocessing={"streams": dict(config.streams), "initial_state": "zeros"},
+        extra={
+            "variant": {"cell": "unrolled", "fold_projection": fold_projection},
+            "capacity": capacity,
+        },
+    )
+    return path
+
+
+def export_sequence(
+    model: RecLNet,
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    postprocess: PostprocessConfig | None = None,
+    source_checkpoint: str | os.PathLike | None = None,
+) -> Path:
+    """Export the sequence model: ``{stream} [N, T, D] -> probs [N, T, C+1]`` from zero state.
+
+    Built directly on the ONNX GRU / LSTM operators (reclnet.export.onnx_builder):
+    one fused kernel per layer over the whole track.
+
+    Returns
+    -------
+    Path
+        The ONNX file (sidecar ``kind="sequence"`` beside it).
+    """
+    import onnx
+
+    from reclnet.export.onnx_builder import build_sequence_model
+
+    config = model.config
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(build_sequence_model(model.eval(), opset=opset), str(path))
+    write_sidecar(
+        path,
+        kind="sequence",
+        config=config,
+        postprocess=postprocess,
+        model_id=weights_id(model.state_dict()),
+        source_checkpoint=_source_info(source_checkpoint),
+        preprocessing={"streams": dict(config.streams), "initial_state": "zeros"},
+    )
+    return path
