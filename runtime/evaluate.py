@@ -130,6 +130,48 @@ def preset_tube_iou(det: Tube, gt: Tube, preset: str | Preset) -> float:
     return t * float(ious.mean())
 
 
+def _batch_iou(pairs: Sequence[tuple[Tube, Tube]], preset: Preset) -> np.ndarray:
+    """:func:`preset_tube_iou` of many (detection, ground truth) pairs in one numpy pass.
+
+    The box rows each pair compares are gathered into two long arrays, their IoUs
+    computed at once and summed per pair (``np.add.reduceat``): per-pair numpy calls
+    would cost more than the arithmetic.
+    """
+    out = np.zeros(len(pairs))
+    rows_a: list[np.ndarray] = []
+    rows_b: list[np.ndarray] = []
+    idx: list[int] = []
+    temporal: list[float] = []
+    denoms: list[int] = []  # number of frames the spatial IoU is averaged over
+    for i, (d, g) in enumerate(pairs):
+        d0, d1, g0, g1 = int(d.frames[0]), int(d.frames[-1]), int(g.frames[0]), int(g.frames[-1])
+        t = temporal_iou(d0, d1, g0, g1, inclusive=preset.inclusive)
+        if t == 0.0:
+            continue
+        if preset.keyframes:
+            kf = g.frames if g.keyframes is None else g.keyframes
+            k = kf[(kf >= d0) & (kf <= d1)]
+            if k.size == 0:
+                continue
+            rows_a.append(d.boxes[k - d0])
+            rows_b.append(g.boxes[k - g0])
+            denom = kf.shape[0]
+        else:
+            lo, hi = max(d0, g0), min(d1, g1)
+            rows_a.append(d.boxes[lo - d0 : hi - d0 + 1])
+            rows_b.append(g.boxes[lo - g0 : hi - g0 + 1])
+            denom = hi - lo + 1
+        idx.append(i)
+        temporal.append(t)
+        denoms.append(denom)
+    if idx:
+        iou = spatial_iou(np.concatenate(rows_a), np.concatenate(rows_b), plus_one=preset.plus_one)
+        starts = np.cumsum([0] + [len(r) for r in rows_a[:-1]])
+        # mean first, then x temporal IoU: the same rounding as preset_tube_iou
+        out[idx] = np.add.reduceat(iou, starts) / np.asarray(denoms) * np.asarray(temporal)
+    return out
+
+
 def average_precision(precision: np.ndarray, recall: np.ndarray, rule: str) -> float:
     """AP from the raw precision/recall points of a ranked list.
 
@@ -294,27 +336,29 @@ def _check_labels(tubes: Sequence[Tube], num_classes: int, what: str) -> None:
             )
 
 
-def _match(
-    ious: list[np.ndarray], num_gts: list[int], threshold: float, matching: str
-) -> np.ndarray:
-    """True-positive flags for ranked detections; ``ious[i]`` against the video's gts."""
-    used: dict[int, np.ndarray] = {}
+def _match(ious: list[list[float]], keys: list[int], threshold: float, matching: str) -> np.ndarray:
+    """True-positive flags of ranked detections.
+
+    ``ious[i]`` holds detection i's IoUs with the ground truths of its video and class
+    (``keys[i]`` identifies that video). Plain Python on purpose: a video has one to a
+    few ground truths, where numpy's per-call overhead would dominate.
+    """
+    used: dict[int, list[bool]] = {}
     tp = np.zeros(len(ious), dtype=bool)
-    for i, (iou, key) in enumerate(zip(ious, num_gts, strict=True)):
-        if iou.size == 0:
+    remaining = matching == "remaining"
+    for i, (iou, key) in enumerate(zip(ious, keys, strict=True)):
+        if not iou:
             continue
         taken = used.get(key)
         if taken is None:
-            taken = used[key] = np.zeros(iou.size, dtype=bool)
-        if matching == "remaining":
-            masked = np.where(taken, -np.inf, iou)
-            j = int(np.argmax(masked))
-            if not taken[j] and masked[j] >= threshold:
-                tp[i] = taken[j] = True
-        else:
-            j = int(np.argmax(iou))
-            if iou[j] >= threshold and not taken[j]:
-                tp[i] = taken[j] = True
+            taken = used[key] = [False] * len(iou)
+        best, j = -1.0, -1
+        for k, v in enumerate(iou):
+            # first index wins ties, like numpy.argmax
+            if v > best and not (remaining and taken[k]):
+                best, j = v, k
+        if j >= 0 and best >= threshold and not taken[j]:
+            tp[i] = taken[j] = True
     return tp
 
 
@@ -375,16 +419,21 @@ def evaluate_video_ap(
     num_det = np.array([len(d) for d in det_by], dtype=np.int64)
     ap = np.full((len(all_thr), num_classes), np.nan)
     curves: dict[tuple[float, int], tuple[np.ndarray, np.ndarray]] = {}
+    ranked: list[list[Tube]] = []
+    pairs: list[tuple[Tube, Tube]] = []
     for c in range(num_classes):
-        dets = det_by[c]
-        scores = np.array([d.score for d in dets], dtype=np.float64)
-        order = np.argsort(-scores, kind="stable")
+        scores = np.array([d.score for d in det_by[c]], dtype=np.float64)
+        ranked.append([det_by[c][j] for j in np.argsort(-scores, kind="stable").tolist()])
+        pairs += [(d, g) for d in ranked[c] for g in gt_by.get((c, d.video), ())]
+    pair_iou = _batch_iou(pairs, p).tolist()
+    pos = 0
+    for c in range(num_classes):
         ious, keys = [], []
         video_key: dict[str, int] = {}
-        for j in order.tolist():
-            d = dets[j]
-            gts = gt_by.get((c, d.video), [])
-            ious.append(np.array([preset_tube_iou(d, g, p) for g in gts], dtype=np.float64))
+        for d in ranked[c]:
+            n = len(gt_by.get((c, d.video), ()))
+            ious.append(pair_iou[pos : pos + n])
+            pos += n
             keys.append(video_key.setdefault(d.video, len(video_key)))
         for k, th in enumerate(all_thr):
             tp = _match(ious, keys, th, p.matching)

@@ -552,3 +552,20 @@ def test_cli_table_json_plot_and_errors(tmp_path: Path, capsys) -> None:
     )
     assert main(["--gt", str(tmp_path / "gt.jsonl"), "--detections", str(bad)]) == 2
     assert f"{bad}:1: unknown label 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_batched_iou_matches_pairwise(preset: str) -> None:
+    from reclnet.runtime.evaluate import _batch_iou
+
+    rng = np.random.default_rng(7)
+    gt, dets = random_problem(rng, num_videos=2)
+    gt = [
+        Tube(g.video, g.label, g.frames, g.boxes, None, g.frames[:: int(rng.integers(1, 4))])
+        for g in gt
+    ]
+    pairs = [(d, g) for d in dets for g in gt]
+    got = _batch_iou(pairs, PRESETS[preset])
+    want = [preset_tube_iou(d, g, preset) for d, g in pairs]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert np.any(got > 0)
