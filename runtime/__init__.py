@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "get_include": "postproc",
     "causal_median": "postproc",
     "SegmentBank": "postproc",
+    "flow_image": "flow",
 }
 
 __all__ = sorted(_EXPORTS)
