@@ -302,6 +302,7 @@ def viterbi_track(
     frames: np.ndarray | None = None,
     *,
     alpha: float = 3.0,
+    background: float | np.ndarray | None = None,
     top_k: int = 40,
     min_length: int = 1,
 ) -> list[Segment]:
@@ -309,7 +310,8 @@ def viterbi_track(
 
     For class ``c`` the labelling ``l_u in {action, background}`` maximizes
     ``sum_u unary(l_u) - alpha * #{u : l_u != l_{u-1}}`` with ``unary(action) = s_u`` and
-    ``unary(background) = 1 - s_u`` (raw scores, float64). Ties keep the previous label
+    ``unary(background)`` given by ``background`` (default ``1 - s_u``, ROAD's two-class
+    form), all in float64. Ties keep the previous label
     (no switch) and, at the end of the track, prefer background. Maximal action runs
     become segments, scored and filtered by ``min_length`` as in :func:`localize_track`.
 
@@ -321,6 +323,9 @@ def viterbi_track(
         int64 [T] strictly increasing frame numbers (default ``0..T-1``).
     alpha : float
         Label-switch penalty (>= 0).
+    background : float or np.ndarray, optional
+        Background unary: None for ``1 - s_u``; a constant (a threshold-like level);
+        float [T] (e.g. the model's background column) or float [T, C].
     top_k, min_length : int
         As in :func:`localize_track`.
 
@@ -340,8 +345,22 @@ def viterbi_track(
     if num == 0:
         return []
     s = raw.astype(np.float64)
+    if background is None:
+        bg = 1.0 - s
+    else:
+        b = np.asarray(background, dtype=np.float64)
+        if b.ndim == 1 and b.shape[0] == num:
+            b = b[:, None]
+        try:
+            bg = np.broadcast_to(b, s.shape)
+        except ValueError:
+            raise ValueError(
+                f"background must be a scalar, [T] or [T, C] = {s.shape}, got shape {b.shape}"
+            ) from None
+        if not np.all(np.isfinite(bg)):
+            raise ValueError("background has non-finite values")
     # value[state] with state 0 = background, 1 = action; vectorized over classes.
-    v_bg, v_act = 1.0 - s[0], s[0].copy()
+    v_bg, v_act = bg[0].copy(), s[0].copy()
     # from_other[u, state]: the best path into `state` at u came from the other state.
     switch_bg = np.zeros((num, num_classes), dtype=bool)
     switch_act = np.zeros((num, num_classes), dtype=bool)
@@ -350,7 +369,7 @@ def viterbi_track(
         stay_act, come_act = v_act, v_bg - alpha
         switch_bg[u] = come_bg > stay_bg
         switch_act[u] = come_act > stay_act
-        v_bg = np.maximum(stay_bg, come_bg) + (1.0 - s[u])
+        v_bg = np.maximum(stay_bg, come_bg) + bg[u]
         v_act = np.maximum(stay_act, come_act) + s[u]
     state = v_act > v_bg
     labels = np.empty((num, num_classes), dtype=bool)

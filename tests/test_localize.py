@@ -251,6 +251,33 @@ def test_viterbi_matches_brute_force(seed: int, alpha: float) -> None:
     assert tuple(got.tolist()) == labels
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_viterbi_background_forms(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    s = rng.random((8, 2), dtype=np.float32)
+    bg = rng.random(8)
+
+    def labels(segs, c):
+        out = np.zeros(8, dtype=int)
+        for g in segs:
+            if g.label == c:
+                out[g.start : g.stop] = 1
+        return tuple(out.tolist())
+
+    for background, unary_bg in [(0.3, np.full(8, 0.3)), (bg, bg)]:
+        segs = viterbi_track(s, alpha=0.5, background=background)
+        for c in range(2):
+            # brute force with the given background unary: s' = s - bg + 1/2 (same argmax)
+            shifted = s[:, c].astype(np.float64) - unary_bg
+            best = max(
+                itertools.product((0, 1), repeat=8),
+                key=lambda lab: np.sum(np.array(lab) * shifted) - 0.5 * np.sum(np.diff(lab) != 0),
+            )
+            assert labels(segs, c) == best
+    with pytest.raises(ValueError, match="background must be"):
+        viterbi_track(s, background=np.zeros(3))
+
+
 def test_viterbi_penalty_removes_short_flips() -> None:
     s = np.full((30, 1), 0.05, np.float32)
     s[10:20, 0] = 0.95
