@@ -38,6 +38,10 @@ class StepModelSize:
     io_floats_per_track : int
         Floats a track reads and writes per step besides the weights:
         its features, its state in and out, its probabilities.
+    input_projection_params : int
+        Weight-matrix parameters that multiply the stream inputs (the projections, or the
+        folded first-layer input weights): what the ``input_projections`` INT8 variant
+        quantizes.
     """
 
     params: int
@@ -45,6 +49,7 @@ class StepModelSize:
     other_params: int
     flops_per_track: int
     io_floats_per_track: int
+    input_projection_params: int
 
     @property
     def fp32_weight_bytes(self) -> int:
@@ -55,6 +60,14 @@ class StepModelSize:
         """INT8 weight matrices plus fp32 biases (per-tensor scales are negligible)."""
         return self.matrix_params + 4 * self.other_params
 
+    def int8_bytes(self, variant: str) -> int:
+        """Weight bytes of an INT8 variant of ``reclnet.export.quantize``: ``"signed"`` and
+        ``"reduce_range"`` quantize every matrix, ``"input_projections"`` only the input
+        projections (the rest stays fp32)."""
+        if variant == "input_projections":
+            return self.input_projection_params + 4 * (self.params - self.input_projection_params)
+        return self.int8_weight_bytes
+
     def to_dict(self) -> dict[str, int]:
         out = asdict(self)
         out["fp32_weight_bytes"] = self.fp32_weight_bytes
@@ -62,36 +75,44 @@ class StepModelSize:
         return out
 
 
-def step_model_size(config: RecLNetConfig) -> StepModelSize:
+def step_model_size(config: RecLNetConfig, *, fold_projection: bool = False) -> StepModelSize:
     """Count the step model of ``config`` layer by layer (see ``train/model.py``).
 
     Parameters
     ----------
     config : RecLNetConfig
         Any cell (gru, lstm, fc) and fusion; one stream makes a single-stream model.
+    fold_projection : bool
+        Count the exported step (``reclnet.export.graphs``), whose input projection is
+        folded into the first layer's input weights, instead of the PyTorch model.
 
     Returns
     -------
     StepModelSize
     """
     gates = {"gru": 3, "lstm": 4}
-    matrix = other = 0
+    matrix = other = inputs = 0
     p, m = config.projection_size, config.memory_size
     for d in config.streams.values():
-        matrix += d * p  # the per-stream projection
-        other += p
         size_in = p
-        for _ in range(config.num_layers):
+        if not fold_projection:
+            matrix += d * p  # the per-stream projection
+            other += p
+            inputs += d * p
+        for layer in range(config.num_layers):
+            if fold_projection and layer == 0:
+                size_in = d  # W_ih @ W_proj reads the stream input directly
             if config.cell == "fc":
-                h = config.fc_hidden_size
-                matrix += size_in * h
-                other += h
-                size_in = h
+                out = config.fc_hidden_size
+                matrix += size_in * out
+                other += out
             else:
-                g = gates[config.cell]
-                matrix += g * (size_in * m + m * m)  # input and recurrent weights
-                other += g * 2 * m  # bias_ih + bias_hh
-                size_in = m
+                out = gates[config.cell] * m
+                matrix += out * (size_in + m)  # input and recurrent weights
+                other += 2 * out  # bias_ih + bias_hh
+            if fold_projection and layer == 0:
+                inputs += d * out
+            size_in = config.layer_output_size
     n_streams, classes = len(config.streams), config.num_classes
     if n_streams > 1 and config.fusion == "fusion_layer":
         matrix += n_streams * config.stream_output_size * classes
@@ -102,7 +123,7 @@ def step_model_size(config: RecLNetConfig) -> StepModelSize:
         if n_streams > 1 and config.fusion == "gating":
             other += n_streams * classes
     io = sum(config.streams.values()) + 2 * config.state_size + classes
-    return StepModelSize(matrix + other, matrix, other, 2 * matrix, io)
+    return StepModelSize(matrix + other, matrix, other, 2 * matrix, io, inputs)
 
 
 def _bandwidth(megabytes: int, quick: bool) -> tuple[Timing, int]:
@@ -124,7 +145,7 @@ def _matmul(size: int, quick: bool) -> tuple[Timing, int]:
     return timing, 2 * size**3
 
 
-def _rate_row(case: str, impl: str, unit: str, timing: Timing, amount: float, **extra) -> dict:
+def _rate_row(case: str, impl: str, unit: str, timing: Timing, amount: float) -> dict:
     """A throughput row: amount per second, min from the slowest run, max from the fastest."""
     return {
         "benchmark": "floor",
@@ -137,26 +158,37 @@ def _rate_row(case: str, impl: str, unit: str, timing: Timing, amount: float, **
         "max": amount / timing.min,
         "ratio_vs_baseline": None,
         "repeat": timing.repeat,
-        **extra,
     }
 
 
-def _floor_row(n: int, impl: str, amount: float, rate: dict, **extra) -> dict:
-    """Milliseconds to move / compute ``amount`` at the rates of ``rate`` (a rate row)."""
-    scale = 1e9 * 1e-3  # rates are in G-units per second; the floor is in ms
+def _ms(amount: float, rate: dict) -> dict[str, float]:
+    """Milliseconds to move / compute ``amount`` at the rates of a rate row (G-units / s):
+    the fastest rate gives the min."""
+    scale = 1e9 * 1e-3
     return {
-        "benchmark": "floor",
-        "case": f"step N={n}",
-        "impl": impl,
-        "baseline": None,
-        "unit": "ms",
         "min": amount / (rate["max"] * scale),
         "median": amount / (rate["median"] * scale),
         "max": amount / (rate["min"] * scale),
-        "ratio_vs_baseline": None,
-        "n": n,
-        **extra,
     }
+
+
+def _int8_variant() -> str:
+    """The INT8 variant ``reclnet.export.quantize.quantize_step`` writes by default."""
+    try:
+        import inspect
+
+        from reclnet.export.quantize import quantize_step
+    except ImportError:
+        return "input_projections"
+    return str(inspect.signature(quantize_step).parameters["variant"].default)
+
+
+#: floor_kind -> (impl label, fold the projection, INT8 variant or None for fp32)
+FLOORS = {
+    "fp32_torch": ("floor fp32 (PyTorch model)", False, None),
+    "fp32_exported": ("floor fp32 (exported step, projection folded)", True, None),
+    "int8_exported": ("floor int8 (exported step, {variant})", True, "int8"),
+}
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -171,23 +203,22 @@ def run(quick: bool = False) -> list[dict]:
     -------
     list of dict
         Rows per the benchmark protocol: ``case`` "memory bandwidth" / "cache
-        bandwidth" (GB/s), "matmul throughput" (GFLOP/s), and for each N ``step N=<n>``
-        rows (ms, with ``n``) for impl "fp32 weights / memory bandwidth", "int8 weights /
-        cache bandwidth", "FLOPs / matmul throughput", "floor fp32" and "floor int8"
-        (the larger of the memory and compute floors).
+        bandwidth" (GB/s), "matmul throughput" (GFLOP/s), and for each N three ``step
+        N=<n>`` rows (ms) with ``n`` and ``floor_kind``: the PyTorch model in fp32
+        (``fp32_torch``), the exported step with its projection folded in fp32
+        (``fp32_exported``, weights from memory) and in INT8 (``int8_exported``, the
+        export's default variant, weights from the last-level cache). Each floor is the
+        larger of ``memory_ms`` (bytes / bandwidth) and ``compute_ms`` (FLOPs / fp32
+        matmul throughput), named by ``bound``.
     """
     config = RecLNetConfig()
-    size = step_model_size(config)
+    variant = _int8_variant()
     dram_mb, cache_mb, mm = 256, 8, (1024 if quick else 2048)
     dram_t, dram_bytes = _bandwidth(dram_mb, quick)
     cache_t, cache_bytes = _bandwidth(cache_mb, quick)
     mm_t, mm_flops = _matmul(mm, quick)
     dram = _rate_row(
-        f"memory bandwidth (copy {dram_mb} MiB)",
-        "numpy.copyto",
-        "GB/s",
-        dram_t,
-        dram_bytes / 1e9,
+        f"memory bandwidth (copy {dram_mb} MiB)", "numpy.copyto", "GB/s", dram_t, dram_bytes / 1e9
     )
     cache = _rate_row(
         f"cache bandwidth (copy {cache_mb} MiB, LLC-resident)",
@@ -197,30 +228,34 @@ def run(quick: bool = False) -> list[dict]:
         cache_bytes / 1e9,
     )
     matmul = _rate_row(
-        f"matmul throughput (fp32 {mm}x{mm})",
-        "numpy.matmul",
-        "GFLOP/s",
-        mm_t,
-        mm_flops / 1e9,
+        f"matmul throughput (fp32 {mm}x{mm})", "numpy.matmul", "GFLOP/s", mm_t, mm_flops / 1e9
     )
     rows = [dram, cache, matmul]
-    model = size.to_dict()
     for n in TRACKS:
-        io = 4 * n * size.io_floats_per_track
-        fp32_bytes, int8_bytes = size.fp32_weight_bytes + io, size.int8_weight_bytes + io
-        flops = n * size.flops_per_track
-        mem32 = _floor_row(n, "fp32 weights / memory bandwidth", fp32_bytes, dram, bytes=fp32_bytes)
-        mem8 = _floor_row(n, "int8 weights / cache bandwidth", int8_bytes, cache, bytes=int8_bytes)
-        comp = _floor_row(n, "FLOPs / matmul throughput", flops, matmul, flops=flops)
-        rows += [mem32, mem8, comp]
-        for name, mem in (("floor fp32", mem32), ("floor int8", mem8)):
+        for kind, (label, fold, int8) in FLOORS.items():
+            size = step_model_size(config, fold_projection=fold)
+            weights = size.int8_bytes(variant) if int8 else size.fp32_weight_bytes
+            nbytes = weights + 4 * n * size.io_floats_per_track
+            flops = n * size.flops_per_track
+            memory = _ms(nbytes, cache if int8 else dram)
+            compute = _ms(flops, matmul)
             rows.append(
                 {
-                    **mem,
-                    "impl": name,
-                    **{k: max(mem[k], comp[k]) for k in ("min", "median", "max")},
-                    "bound": "memory" if mem["median"] >= comp["median"] else "compute",
-                    "model": model,
+                    "benchmark": "floor",
+                    "case": f"step N={n}",
+                    "impl": label.format(variant=variant),
+                    "baseline": None,
+                    "unit": "ms",
+                    **{k: max(memory[k], compute[k]) for k in ("min", "median", "max")},
+                    "ratio_vs_baseline": None,
+                    "n": n,
+                    "floor_kind": kind,
+                    "bound": "memory" if memory["median"] >= compute["median"] else "compute",
+                    "memory_ms": memory["median"],
+                    "compute_ms": compute["median"],
+                    "bytes": nbytes,
+                    "flops": flops,
+                    "params": size.params,
                 }
             )
     return rows
@@ -228,7 +263,8 @@ def run(quick: bool = False) -> list[dict]:
 
 if __name__ == "__main__":
     for row in run(quick=True):
+        extra = f"  ({row['bound']}-bound)" if "bound" in row else ""
         print(
-            f"{row['case']:<45} {row['impl']:<34} "
-            f"{row['min']:>10.4g} {row['median']:>10.4g} {row['max']:>10.4g} {row['unit']}"
+            f"{row['case']:<45} {row['impl']:<50} "
+            f"{row['min']:>8.4g} {row['median']:>8.4g} {row['max']:>8.4g} {row['unit']}{extra}"
         )

@@ -1,11 +1,12 @@
 """The step model on peer runtimes: OpenVINO's CPU runtime vs ours (ONNX Runtime) on one file.
 
-Both run the same exported ``step.onnx`` of the paper-sized RecLNet (and the INT8
-file when the export provides one), side by side in this process at each number
-of live tracks N. OpenVINO gets its best case: a model compiled per N with static
-shapes and the latency hint. TensorRT FP16 (through ONNX Runtime's TensorRT
-execution provider) is measured only when an NVIDIA GPU is present; otherwise its
-rows say why they are skipped.
+Both run the same exported ``step.onnx`` of the paper-sized RecLNet, side by side
+in this process at each number of live tracks N. OpenVINO gets its best case: a
+model compiled per N with static shapes and the latency hint, and for INT8 its own
+path (NNCF INT8 weight compression of the same fp32 file) next to our INT8 file,
+because OpenVINO runs ONNX Runtime's MatMulInteger graph tens of times slower.
+TensorRT FP16 (through ONNX Runtime's TensorRT execution provider) is measured
+only when an NVIDIA GPU is present; otherwise its rows say why they are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,8 +59,7 @@ def paper_step_onnx(seed: int = 0) -> dict[str, Path]:
     Returns
     -------
     dict
-        ``{"fp32": step.onnx}`` plus ``"int8": step.int8.onnx`` when the exporter offers
-        INT8 quantization.
+        ``{"fp32": step.onnx, "int8": step.int8.onnx}``.
     """
     config = RecLNetConfig()
     target = _cache_dir() / _export_key(config, seed)
@@ -88,16 +89,10 @@ def paper_step_onnx(seed: int = 0) -> dict[str, Path]:
 
 
 def _quantize(src: Path, dst: Path) -> None:
-    """INT8 through the export engineer's quantizer, when it exists (else no INT8 rows)."""
-    try:
-        from reclnet.export import quantize
-    except ImportError:
-        return
-    for name in ("quantize_step", "quantize_dynamic", "quantize"):
-        fn = getattr(quantize, name, None)
-        if callable(fn):
-            fn(src, dst)
-            return
+    """INT8 through the exporter's quantizer with its default variant (as ``reclnet export``)."""
+    from reclnet.export.quantize import quantize_step
+
+    quantize_step(src, dst)
 
 
 def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -107,13 +102,21 @@ def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[s
 
 
 class _OpenVino:
-    """OpenVINO CPU, compiled for static shapes at one N with the latency hint."""
+    """OpenVINO CPU, compiled for static shapes at one N with the latency hint.
 
-    def __init__(self, path: Path, feeds: dict[str, np.ndarray]) -> None:
+    Parameters
+    ----------
+    model : Path or openvino.Model
+        An ONNX file, or a model already read (it is cloned, not changed).
+    feeds : dict
+        Example inputs: their shapes are compiled in.
+    """
+
+    def __init__(self, model: Any, feeds: dict[str, np.ndarray]) -> None:
         import openvino as ov
 
         core = ov.Core()
-        model = core.read_model(str(path))
+        model = core.read_model(str(model)) if isinstance(model, str | Path) else model.clone()
         model.reshape({name: list(a.shape) for name, a in feeds.items()})
         self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         self.request = self.compiled.create_infer_request()
@@ -121,6 +124,19 @@ class _OpenVino:
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.request.infer(feeds)[self.probs]
+
+
+def _openvino_int8(fp32: Path) -> Any:
+    """OpenVINO's own INT8 path for a weight-bound model: NNCF data-free INT8 weight
+    compression of the fp32 file (per-channel asymmetric; activations stay fp32)."""
+    import logging
+
+    import nncf
+    import openvino as ov
+
+    nncf.set_log_level(logging.ERROR)
+    model = ov.Core().read_model(str(fp32))
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
 
 
 def _interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
@@ -199,9 +215,11 @@ def run(quick: bool = False) -> list[dict]:
     -------
     list of dict
         Per N and precision: an ``openvino <prec>`` row and an ``onnxruntime <prec>`` row
-        whose baseline is OpenVINO (ratio > 1: ONNX Runtime is faster); ``tensorrt fp16``
-        rows (skipped without a GPU). Each row has ``n`` and the max |probs difference|
-        between the two runtimes (``max_abs_diff``).
+        whose baseline is OpenVINO (ratio > 1: ONNX Runtime is faster); for int8 the peer
+        is OpenVINO with NNCF INT8 weights (its own INT8 path), and in a full run also
+        OpenVINO on our ``step.int8.onnx``; ``tensorrt fp16`` rows (skipped without a
+        GPU). Each ONNX Runtime row has ``n`` and the max |probs difference| from its peer
+        (``max_abs_diff``).
     """
     from reclnet.runtime.backends.onnxruntime.loader import load
 
@@ -210,35 +228,59 @@ def run(quick: bool = False) -> list[dict]:
     grid, repeat = (QUICK_TRACKS, 3) if quick else (TRACKS, 7)
     rng = np.random.default_rng(0)
     rows: list[dict] = []
+    # The peer of each of our files: OpenVINO on the same fp32 file, and OpenVINO's own
+    # INT8 (NNCF weights from the same fp32 file) for our INT8 file.
+    peers: dict[str, Any] = {"fp32": files["fp32"]}
+    no_int8 = "no INT8 step model was exported"
+    if "int8" in files:
+        try:
+            peers["int8"] = _openvino_int8(files["fp32"])
+        except ImportError as exc:
+            peers["int8"] = f"needs {exc.name}, not installed (the bench extra)"
     runners = {prec: load(path) for prec, path in files.items()}
     try:
         for n in grid:
             feeds = _features(config, n, rng)
             stream_feeds = {k: feeds[k] for k in config.streams}
-            for prec, path in files.items():
-                case = f"step N={n} {prec}"
-                runner = runners[prec]
-                try:
-                    peer = _OpenVino(path, feeds)
-                except Exception as exc:  # OpenVINO raises its own types for unsupported ops
-                    rows.append(
-                        _skipped(case, f"{PEER} {prec}", n, f"OpenVINO cannot run it: {exc}")
-                    )
-                    peer = None
-                ours = partial(runner.step, stream_feeds, feeds["state"])
-                fns = {"ours": ours} | ({"peer": partial(peer, feeds)} if peer else {})
+            for prec in ("fp32", "int8"):
+                case, peer_name = f"step N={n} {prec}", f"{PEER} {prec}"
+                if prec not in runners:
+                    rows.append(_skipped(case, f"onnxruntime {prec}", n, no_int8))
+                    continue
+                ours = partial(runners[prec].step, stream_feeds, feeds["state"])
+                fns = {"ours": ours}
+                peer = peers[prec]
+                if isinstance(peer, str) and prec == "int8":
+                    rows.append(_skipped(case, peer_name, n, peer))
+                else:
+                    try:
+                        fns["peer"] = partial(_OpenVino(peer, feeds), feeds)
+                    except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own types
+                        rows.append(_skipped(case, peer_name, n, f"OpenVINO cannot run it: {exc}"))
+                if prec == "int8" and not quick:
+                    # OpenVINO on our INT8 file itself (MatMulInteger), for the record.
+                    try:
+                        fns["peer_file"] = partial(_OpenVino(files["int8"], feeds), feeds)
+                    except Exception as exc:  # noqa: BLE001
+                        rows.append(
+                            _skipped(case, f"{PEER} on step.int8.onnx", n, f"cannot run: {exc}")
+                        )
                 runs = _interleaved(fns, repeat)
                 diff = None
-                if peer is not None:
-                    diff = float(np.abs(ours()[0] - peer(feeds)).max())
-                    rows.append(_row(case, f"{PEER} {prec}", n, runs["peer"], None, None))
+                if "peer" in fns:
+                    diff = float(np.abs(ours()[0] - fns["peer"]()).max())
+                    rows.append(_row(case, peer_name, n, runs["peer"], None, None))
+                if "peer_file" in fns:
+                    rows.append(
+                        _row(case, f"{PEER} on step.int8.onnx", n, runs["peer_file"], None, None)
+                    )
                 rows.append(
                     _row(
                         case,
                         f"onnxruntime {prec}",
                         n,
                         runs["ours"],
-                        f"{PEER} {prec}" if peer else None,
+                        peer_name if "peer" in fns else None,
                         runs.get("peer"),
                         max_abs_diff=diff,
                     )

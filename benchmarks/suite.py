@@ -283,9 +283,8 @@ def run_suite(
         result = run_benchmark(path, quick)
         result.load_average = machine_facts.load_average()
         detail = f"{len(result.rows)} rows" if result.status == "ok" else result.reason
-        log(
-            f"[{i}/{len(paths)}] {subject(path)}: {result.status} ({detail}, {result.seconds:.1f} s)"
-        )
+        took = f"{result.seconds:.1f} s"
+        log(f"[{i}/{len(paths)}] {subject(path)}: {result.status} ({detail}, {took})")
         for problem in result.problems:
             log(f"    {problem.rstrip()}")
         results.append(result)
@@ -381,13 +380,13 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Ratios are computed from medians of rows measured in the same run.
     """
     out = []
-    floor = {(tracks(r), r["impl"]): _ms(r) for r in _find(rows, "floor", impl=("floor",))}
+    floor = {key: _ms(r) for key, r in floors_by_kind(rows).items()}
     # Step model at N=1 and N=128.
     int8_1 = _best(_find(rows, "step", impl=("int8",), n=1))
     eager_1 = _best(_find(rows, "step", impl=("eager",), n=1), worst=True)
     if int8_1 is not None:
         ms = _ms(int8_1)
-        fl = floor.get((1, "floor int8"))
+        fl = floor.get((1, "int8_exported"))
         out.append(
             _target(
                 "step at N=1 <= 0.3 ms (INT8)",
@@ -416,13 +415,13 @@ def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     eager_128 = _best(_find(rows, "step", impl=("eager", "batch"), n=128))
     if ours_128 is not None and eager_128 is not None:
         ratio = _ms(eager_128) / _ms(ours_128)
-        fl = floor.get((128, "floor fp32"))
+        fl = floor.get((128, "fp32_exported"))
         out.append(
             _target(
                 "step at N=128 >= 2x faster than batched PyTorch eager",
                 ratio >= 2,
                 f"{ratio:.2f}x ({eager_128['impl']} {_ms(eager_128):.2f} ms / {ours_128['impl']} "
-                f"{_ms(ours_128):.2f} ms" + (f"; FLOPs floor {fl:.2f} ms" if fl else "") + ")",
+                f"{_ms(ours_128):.2f} ms" + (f"; fp32 floor {fl:.2f} ms" if fl else "") + ")",
             )
         )
     else:
@@ -575,13 +574,32 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def floors_by_kind(rows: Iterable[dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
+    """The floor benchmark's rows keyed by ``(N, floor_kind)``."""
+    return {
+        (tracks(r), r["floor_kind"]): r
+        for r in rows
+        if r["benchmark"] == "floor" and isinstance(r.get("floor_kind"), str) and tracks(r)
+    }
+
+
+def floor_kind(impl: str) -> str:
+    """Which floor a step implementation runs against: the INT8 exported step, the
+    PyTorch model (eager runs the unfolded projection), or the fp32 exported step."""
+    name = impl.lower()
+    if "int8" in name:
+        return "int8_exported"
+    if any(s in name for s in ("eager", "pytorch", "torch")):
+        return "fp32_torch"
+    return "fp32_exported"
+
+
 def _floor_for(row: dict[str, Any], floors: dict[tuple[int, str], dict[str, Any]]) -> str:
     """The physical floor (in the row's unit) next to a step figure at the same N."""
     n, scale = tracks(row), seconds_per_unit(row["unit"])
     if n is None or scale is None:
         return ""
-    kind = "floor int8" if "int8" in row["impl"].lower() else "floor fp32"
-    floor = floors.get((n, kind))
+    floor = floors.get((n, floor_kind(row["impl"])))
     if floor is None:
         return ""
     value = _ms(floor) * 1e-3 / scale
@@ -611,11 +629,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += ["## Targets", "", "| target | status | figures |", "| --- | --- | --- |"]
         lines += [f"| {t['target']} | {t['status']} | {t['figures']} |" for t in doc["targets"]]
         lines.append("")
-    floors = {
-        (tracks(r), r["impl"]): r
-        for r in all_rows(doc)
-        if r["benchmark"] == "floor" and r["impl"].startswith("floor")
-    }
+    floors = floors_by_kind(all_rows(doc))
     for bench in doc["benchmarks"]:
         lines.append(f"## {bench['name']}")
         lines.append("")
@@ -698,7 +712,7 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
     if panels:
         floor_series = {}
         for r in rows:
-            if r["benchmark"] == "floor" and r["impl"].startswith("floor") and tracks(r):
+            if r["benchmark"] == "floor" and isinstance(r.get("floor_kind"), str) and tracks(r):
                 floor_series.setdefault(r["impl"], []).append((tracks(r), _ms(r)))
         fig = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
         for ax, (bench, series) in zip(

@@ -372,20 +372,54 @@ def test_floor_rows_follow_from_the_measured_rates(monkeypatch) -> None:
     monkeypatch.setattr(bench_floor, "_matmul", fake_matmul)
     rows = bench_floor.run(quick=True)
     assert all(suite.validate_row(r) == [] for r in rows)
-    size = bench_floor.step_model_size(RecLNetConfig())
-    by = {(r.get("n"), r["impl"]): r for r in rows}
+    variant = bench_floor._int8_variant()
+    by = {(r.get("n"), r.get("floor_kind")): r for r in rows}
     for n in bench_floor.TRACKS:
-        io = 4 * n * size.io_floats_per_track
-        mem32 = by[(n, "fp32 weights / memory bandwidth")]
-        assert mem32["median"] == pytest.approx((size.fp32_weight_bytes + io) / 10e9 * 1e3)
-        assert mem32["min"] == pytest.approx((size.fp32_weight_bytes + io) / 20e9 * 1e3)
-        mem8 = by[(n, "int8 weights / cache bandwidth")]
-        assert mem8["median"] == pytest.approx((size.int8_weight_bytes + io) / 40e9 * 1e3)
-        comp = by[(n, "FLOPs / matmul throughput")]
-        assert comp["median"] == pytest.approx(n * size.flops_per_track / 100e9 * 1e3)
-        floor = by[(n, "floor fp32")]
-        assert floor["median"] == max(mem32["median"], comp["median"])
-        assert floor["bound"] == ("memory" if mem32["median"] >= comp["median"] else "compute")
+        for kind, fold, rate in (
+            ("fp32_torch", False, 10e9),
+            ("fp32_exported", True, 10e9),
+            ("int8_exported", True, 40e9),
+        ):
+            size = bench_floor.step_model_size(RecLNetConfig(), fold_projection=fold)
+            weights = size.int8_bytes(variant) if kind.startswith("int8") else 4 * size.params
+            nbytes = weights + 4 * n * size.io_floats_per_track
+            row = by[(n, kind)]
+            assert row["memory_ms"] == pytest.approx(nbytes / rate * 1e3)
+            assert row["compute_ms"] == pytest.approx(n * size.flops_per_track / 100e9 * 1e3)
+            assert row["median"] == pytest.approx(max(row["memory_ms"], row["compute_ms"]))
+            # The fastest copy took half the median time; the matmul did not vary.
+            assert row["min"] == pytest.approx(max(row["memory_ms"] / 2, row["compute_ms"]))
+            assert suite.floor_kind(row["impl"]) == kind or kind == "fp32_torch"
+    assert by[(1, "fp32_exported")]["median"] < by[(1, "fp32_torch")]["median"]
+    assert by[(1, "int8_exported")]["median"] < by[(1, "fp32_exported")]["median"]
+
+
+def test_folded_size_matches_the_export_graph() -> None:
+    pytest.importorskip("torch")
+    graphs = pytest.importorskip("reclnet.export.graphs")
+    from reclnet.train.model import RecLNet
+
+    for cell in ("gru", "lstm", "fc"):
+        config = RecLNetConfig(
+            num_actions=3,
+            streams={"rgb": 11, "flow": 7},
+            projection_size=5,
+            memory_size=4,
+            num_layers=2,
+            cell=cell,
+        )
+        graph = graphs.StepGraph(RecLNet(config), fold_projection=True)
+        size = bench_floor.step_model_size(config, fold_projection=True)
+        assert size.params == sum(p.numel() for p in graph.parameters())
+        assert size.input_projection_params == sum(
+            layers[0].w_ih.numel() for layers in graph_layers(graph)
+        )
+
+
+def graph_layers(graph) -> list:
+    """The per-stream layer lists of a StepGraph, wherever it keeps them."""
+    found = [m for m in graph.modules() if m.__class__.__name__ == "ModuleList"]
+    return [m for m in found if len(m) and m[0].__class__.__name__ == "_Layer"]
 
 
 # ---------------------------------------------------------------- the peer runtime
