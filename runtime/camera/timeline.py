@@ -104,6 +104,7 @@ def plot_timeline(
     top_classes: int = 2,
     fps: float | None = None,
     title: str | None = None,
+    ground_truth: Mapping[int, Sequence[tuple[int, int, int]]] | None = None,
 ) -> Path:
     """Plot each track's score curves and segments to a PNG.
 
@@ -128,6 +129,10 @@ def plot_timeline(
         Label the x-axis in seconds as well.
     title : str, optional
         Figure title.
+    ground_truth : dict, optional
+        ``track_id -> [(label, first_frame, last_frame), ...]``: the true
+        action intervals, drawn as blue bars under the segments (as in the
+        paper's Figure 3).
 
     Returns
     -------
@@ -155,7 +160,9 @@ def plot_timeline(
     for ax, (_, _, _, tid, frames, probs) in zip(axes[:, 0], tracks, strict=False):
         peaks = probs[:, :c].max(axis=0) if c else np.zeros(0)
         chosen = [int(k) for k in np.argsort(-peaks)[: max(1, int(top_classes))]]
-        for label in {s[0] for s in segments.get(tid, [])} - set(chosen):
+        extra = {s[0] for s in segments.get(tid, [])}
+        extra |= {g[0] for g in (ground_truth or {}).get(tid, [])}
+        for label in sorted(extra - set(chosen)):
             chosen.append(label)
         for label in chosen:
             color = cmap(label % 10)
@@ -166,6 +173,9 @@ def plot_timeline(
             color = cmap(label % 10)
             ax.plot([first, last], [-0.07, -0.07], color=color, lw=5, solid_capstyle="butt")
             ax.text(first, -0.2, f"{class_names[label]} {score:.2f}", fontsize=7, color=color)
+        for label, first, last in (ground_truth or {}).get(tid, []):
+            ax.plot([first, last], [-0.14, -0.14], color="tab:blue", lw=5, solid_capstyle="butt")
+            ax.text(last, -0.17, f" true: {class_names[label]}", fontsize=7, color="tab:blue")
         if c and len(frames):
             best = np.unravel_index(int(np.argmax(probs[:, :c])), (len(frames), c))
             ax.axvline(frames[best[0]], color="gold", lw=1.2)
@@ -177,7 +187,10 @@ def plot_timeline(
         axes[0, 0].text(0.5, 0.5, "no tracks", ha="center", va="center")
     xlabel = "frame" if not fps else f"frame ({fps:g} fps)"
     axes[-1, 0].set_xlabel(xlabel)
-    fig.suptitle(title or "action scores per track (bars: localized segments)", fontsize=10)
+    fig.suptitle(
+        title or "action scores per track (bars: localized segments; blue: ground truth)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -86,13 +86,20 @@ class PersonTracker:
         )
         self.frame_size = frame_size
 
-    def update(self, detections: Detections) -> Tracks:
+    def predict(self) -> Tracks:
+        """Advance one frame on which the detector was not run (Kalman prediction only)."""
+        return self._report(self._tracker.update(detections=None), set())
+
+    def update(self, detections: Detections, *, period: int = 1) -> Tracks:
         """Advance one frame.
 
         Parameters
         ----------
         detections : Detections
             This frame's person boxes (possibly none).
+        period : int
+            Frames since the detector last ran (> 1 when it runs on every
+            n-th frame only and :meth:`predict` fills the frames between).
 
         Returns
         -------
@@ -103,8 +110,10 @@ class PersonTracker:
             Detection(points=box.reshape(2, 2).astype(np.float64), scores=np.array([s, s]))
             for box, s in zip(detections.boxes, detections.scores, strict=True)
         ]
-        objects = self._tracker.update(detections=dets)
-        current = {id(d) for d in dets}
+        objects = self._tracker.update(detections=dets, period=int(period))
+        return self._report(objects, {id(d) for d in dets})
+
+    def _report(self, objects: list, current: set[int]) -> Tracks:
         ids, boxes, scores = [], [], []
         for obj in objects:
             if obj.id is None:

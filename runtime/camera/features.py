@@ -1,0 +1,108 @@
+"""Running an exported feature network (``features_<stream>.onnx``) on a frame's person boxes.
+
+The network (export part) takes ``image [1, 3, H, W]`` float32 and ``boxes
+[K, 4]`` float32 ``x1 y1 x2 y2`` in that image's pixels and returns ``[K, D]``;
+how pixels are normalized is read from its sidecar (``preprocessing``). The
+session is ONNX Runtime's, imported when a network is loaded, on the CPU by
+default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reclnet.runtime.artifacts import load_artifact
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FeatureNetwork:
+    """One stream's exported feature extractor.
+
+    Parameters
+    ----------
+    path : path-like
+        ``features_<stream>.onnx``; its sidecar is verified (sha256).
+    threads : int, optional
+        ONNX Runtime intra-op threads.
+    providers : list of str
+        ONNX Runtime execution providers.
+
+    Raises
+    ------
+    reclnet.runtime.artifacts.ArtifactError
+        Missing, corrupt or foreign artifact.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    ) -> None:
+        import onnxruntime as ort  # the camera path's only ONNX Runtime session
+
+        self.artifact = load_artifact(path, kind="features")
+        self.path = Path(path)
+        pre: dict[str, Any] = self.artifact.preprocessing
+        self.channels = str(pre.get("channels", pre.get("color", "rgb"))).lower()
+        self.scale = float(pre.get("scale", 1.0 / 255.0))
+        self.mean = np.asarray(pre.get("mean", IMAGENET_MEAN), np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(pre.get("std", IMAGENET_STD), np.float32).reshape(3, 1, 1)
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        names = [i.name for i in self.session.get_inputs()]
+        if set(names) != {"image", "boxes"}:
+            raise ValueError(
+                f"{self.path.name}: a feature network needs inputs image and boxes, has {names}"
+            )
+        self.output_name = self.session.get_outputs()[0].name
+        out_shape = self.session.get_outputs()[0].shape
+        self.dim = int(out_shape[-1]) if isinstance(out_shape[-1], int) else None
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """uint8 ``[H, W, 3]`` (BGR frame, or a flow image) -> float32 ``[1, 3, H, W]``."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(
+                f"expected a uint8 [H, W, 3] image, got {image.dtype} {list(image.shape)}"
+            )
+        # Flow images have no colour order; the network was trained on them as they are.
+        x = image[:, :, ::-1] if self.channels == "rgb" else image
+        x = x.transpose(2, 0, 1).astype(np.float32) * np.float32(self.scale)
+        return ((x - self.mean) / self.std)[None]
+
+    def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Features of the boxes in one image.
+
+        Parameters
+        ----------
+        image : np.ndarray
+            uint8 ``[H, W, 3]``.
+        boxes : np.ndarray
+            float32 ``[K, 4]`` ``x1 y1 x2 y2`` in the image's pixels.
+
+        Returns
+        -------
+        np.ndarray
+            float32 ``[K, D]``.
+        """
+        boxes = np.ascontiguousarray(boxes, np.float32).reshape(-1, 4)
+        feed = {"image": self.preprocess(image), "boxes": boxes}
+        return np.asarray(self.session.run([self.output_name], feed)[0], np.float32)
+
+    def close(self) -> None:
+        self.session = None
+
+    def __enter__(self) -> FeatureNetwork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

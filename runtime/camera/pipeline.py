@@ -1,0 +1,463 @@
+"""The camera pipeline: decode -> persons -> tracks -> flow -> features -> online scorer -> outputs.
+
+:class:`StreamPipeline` runs one frame at a time through the stages, timing
+each (:class:`StageTimer`), and hands the scorer's events to the events file,
+the overlay video and the timeline history as they happen. It is a context
+manager: leaving it (end of stream, Ctrl-C, a lost camera, an error) ends every
+live track, so the events of open segments are flushed, and closes the
+outputs. The feature networks, the optical flow and the step backend are
+passed in, so the same pipeline runs the exported ONNX models or anything with
+the same call signatures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from reclnet.runtime.camera.events_io import EventWriter
+from reclnet.runtime.camera.persons import Detections, MotTracks
+from reclnet.runtime.camera.render import VideoWriter, draw_overlay
+from reclnet.runtime.camera.source import Frame
+from reclnet.runtime.camera.timeline import ScoreHistory
+from reclnet.runtime.camera.tracking import PersonTracker, Tracks
+
+STAGES = ("decode", "detect", "track", "flow", "features", "step", "postproc", "output")
+
+# (image uint8 [H, W, 3], boxes float32 [K, 4] in that image's pixels) -> float32 [K, D]
+FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (previous BGR frame, current BGR frame) -> flow image uint8 [H, W, 3]
+FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class StageTimer:
+    """Per-stage wall-clock time of every frame.
+
+    Times are accumulated per frame (a stage may run several times in a frame)
+    and kept for the last ``keep`` frames, for p50 / p99 and shares.
+    """
+
+    def __init__(self, stages: Iterable[str] = STAGES, keep: int = 100_000) -> None:
+        self.stages = list(stages)
+        self.keep = int(keep)
+        self._current = dict.fromkeys(self.stages, 0.0)
+        self._frames: list[np.ndarray] = []
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` to ``stage`` in the current frame."""
+        if stage not in self._current:
+            raise KeyError(f"unknown stage {stage!r}; stages: {self.stages}")
+        self._current[stage] += seconds
+
+    def end_frame(self) -> dict[str, float]:
+        """Close the current frame; returns its per-stage seconds."""
+        row = dict(self._current)
+        self._frames.append(np.array([row[s] for s in self.stages]))
+        if len(self._frames) > self.keep:
+            del self._frames[: len(self._frames) - self.keep]
+        self._current = dict.fromkeys(self.stages, 0.0)
+        return row
+
+    @property
+    def frames(self) -> int:
+        return len(self._frames)
+
+    def table(self) -> np.ndarray:
+        """float64 ``[frames, stages]`` seconds."""
+        if not self._frames:
+            return np.zeros((0, len(self.stages)))
+        return np.stack(self._frames)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per stage: mean / p50 / p99 milliseconds per frame and share of the total time.
+
+        A last row ``"total"`` sums the stages per frame (its ``fps`` is
+        frames / total time).
+        """
+        table = self.table()
+        if not len(table):
+            return []
+        rows = []
+        grand = float(table.sum())
+        for j, stage in enumerate([*self.stages, "total"]):
+            col = table[:, j] if j < len(self.stages) else table.sum(axis=1)
+            rows.append(
+                {
+                    "stage": stage,
+                    "mean_ms": float(col.mean() * 1e3),
+                    "p50_ms": float(np.percentile(col, 50) * 1e3),
+                    "p99_ms": float(np.percentile(col, 99) * 1e3),
+                    "share": float(col.sum() / grand) if grand > 0 else 0.0,
+                }
+            )
+        rows[-1]["fps"] = float(len(table) / grand) if grand > 0 else 0.0
+        return rows
+
+    def format(self) -> str:
+        """The summary as a text table."""
+        lines = [f"{'stage':<10} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9} {'share':>7}"]
+        for r in self.summary():
+            lines.append(
+                f"{r['stage']:<10} {r['mean_ms']:>9.2f} {r['p50_ms']:>9.2f} "
+                f"{r['p99_ms']:>9.2f} {100 * r['share']:>6.1f}%"
+            )
+        if self.frames:
+            lines.append(f"{self.frames} frames, {self.summary()[-1]['fps']:.2f} fps end to end")
+        return "\n".join(lines)
+
+
+class TimedRunner:
+    """A step backend that reports each ``step`` call's time to a :class:`StageTimer`.
+
+    Everything else is delegated, so :class:`OnlineScorer` sees the wrapped
+    runner unchanged; the scorer's remaining time is its post-processing.
+    """
+
+    def __init__(self, runner: Any, timer: StageTimer) -> None:
+        self._runner = runner
+        self._timer = timer
+        self.step_seconds = 0.0
+
+    def step(self, features: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+        t0 = time.perf_counter()
+        try:
+            return self._runner.step(features, state)
+        finally:
+            dt = time.perf_counter() - t0
+            self.step_seconds += dt
+            self._timer.add("step", dt)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runner, name)
+
+
+class MotPersons:
+    """Persons from a MOTChallenge file: the file's tracks at each frame (no detection)."""
+
+    def __init__(self, tracks: MotTracks) -> None:
+        self.tracks = tracks
+
+    def __call__(self, frame: Frame, timer: StageTimer) -> Tracks:
+        with timer("track"):
+            ids, boxes, scores = self.tracks.at(frame.index)
+            return Tracks(ids.copy(), boxes.copy(), scores.copy())
+
+
+class DetectAndTrack:
+    """Persons from a detector (every ``detect_every`` frames) linked by a tracker.
+
+    Parameters
+    ----------
+    detector : callable
+        ``image -> Detections`` (HOG, ONNX, ...).
+    tracker : PersonTracker
+        Links detections into tracks.
+    detect_every : int
+        Run the detector on every n-th frame only; in between the tracker
+        predicts the boxes (a speed / accuracy trade-off for slow detectors).
+    """
+
+    def __init__(
+        self,
+        detector: Callable[[np.ndarray], Detections],
+        tracker: PersonTracker,
+        detect_every: int = 1,
+    ) -> None:
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.detector = detector
+        self.tracker = tracker
+        self.detect_every = int(detect_every)
+
+    def __call__(self, frame: Frame, timer: StageTimer) -> Tracks:
+        with timer("detect"):
+            if frame.index % self.detect_every == 0:
+                dets = self.detector(frame.image)
+            else:
+                dets = None
+        with timer("track"):
+            if dets is None:
+                return self.tracker.predict()
+            # period: the hits of a match count for the frames the detector skipped.
+            return self.tracker.update(dets, period=self.detect_every)
+
+
+def _event_dict(event: Any, frame: int, fps: float, class_names: list[str]) -> dict[str, Any]:
+    """The JSON object of one event (one line of the events file)."""
+    c = len(class_names)
+    out: dict[str, Any] = {
+        "kind": event.kind,
+        "frame": int(frame),
+        "time": round(frame / fps, 4) if fps > 0 else None,
+        "track_id": int(event.track_id),
+        "label": int(event.label),
+        "action": class_names[event.label] if 0 <= event.label < c else str(event.label),
+        "first_frame": int(event.first_frame),
+        "last_frame": int(event.last_frame),
+        "num_samples": int(event.num_samples),
+        "score": float(event.score),
+    }
+    tube = getattr(event, "tube", None)
+    if tube is not None:
+        out["video"] = tube.video
+        out["tube"] = [
+            [int(f), *(round(float(v), 2) for v in box)]
+            for f, box in zip(tube.frames, tube.boxes, strict=True)
+        ]
+    return out
+
+
+@dataclass
+class FrameOutput:
+    """What one :meth:`StreamPipeline.process` call produced."""
+
+    frame: int
+    tracks: Tracks
+    probs: np.ndarray
+    events: list[dict[str, Any]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class StreamPipeline:
+    """One stream through persons, flow, features and the online scorer.
+
+    Parameters
+    ----------
+    scorer : OnlineScorer
+        Built on a :class:`TimedRunner` around the step backend (so step time is
+        reported apart from post-processing); see :meth:`build_scorer`.
+    persons : callable
+        ``(Frame, StageTimer) -> Tracks`` (:class:`MotPersons`, :class:`DetectAndTrack`).
+    features : dict[str, FeatureFn]
+        One feature network per stream of the model, in the model's stream
+        order. The ``"flow"`` stream gets flow images, every other stream the
+        frame (BGR).
+    flow : FlowFn, optional
+        Needed when ``features`` has a ``"flow"`` stream.
+    class_names : list of str
+        The C action names.
+    timer : StageTimer
+        The timer the scorer's runner reports to.
+    fps : float
+        The stream's frame rate (event times).
+    feature_scale : float
+        Frames (and boxes) are resized by this factor before flow and features.
+    events : EventWriter, optional
+        Where every event is written, as it happens.
+    render : VideoWriter, optional
+        The overlay video.
+    history : ScoreHistory, optional
+        Records every track's probabilities for the timeline.
+    min_box : float
+        Tracks whose box is smaller than this (pixels, either side) in the
+        frame are not scored this frame (a box clipped at the border).
+    """
+
+    def __init__(
+        self,
+        scorer: Any,
+        persons: Callable[[Frame, StageTimer], Tracks],
+        features: Mapping[str, FeatureFn],
+        *,
+        timer: StageTimer,
+        class_names: list[str],
+        flow: FlowFn | None = None,
+        fps: float = 25.0,
+        feature_scale: float = 1.0,
+        events: EventWriter | None = None,
+        render: VideoWriter | None = None,
+        history: ScoreHistory | None = None,
+        min_box: float = 4.0,
+    ) -> None:
+        streams = list(scorer.config.streams)
+        if list(features) != streams:
+            raise ValueError(
+                f"features must give the model's streams {streams}, got {list(features)}"
+            )
+        if "flow" in features and flow is None:
+            raise ValueError("the model has a flow stream: pass flow=")
+        if not 0 < feature_scale <= 4:
+            raise ValueError(f"feature_scale must be in (0, 4], got {feature_scale}")
+        self.scorer = scorer
+        self.persons = persons
+        self.features = dict(features)
+        self.flow = flow
+        self.timer = timer
+        self.class_names = list(class_names)
+        self.fps = float(fps)
+        self.feature_scale = float(feature_scale)
+        self.events_out = events
+        self.render = render
+        self.history = history
+        self.min_box = float(min_box)
+        self.events: list[dict[str, Any]] = []
+        self.open_segments: dict[int, dict[tuple[int, int], float]] = {}
+        self.track_ids_seen: set[int] = set()
+        self.frames = 0
+        self.last_frame: int | None = None
+        self._prev_small: np.ndarray | None = None
+        self._closed = False
+        self._t_last = time.perf_counter()
+        self.fps_measured = 0.0
+
+    # ------------------------------------------------------------ events
+    def _emit(self, events: Iterable[Any], frame: int) -> list[dict[str, Any]]:
+        out = []
+        for event in events:
+            d = _event_dict(event, frame, self.fps, self.class_names)
+            key = (d["label"], d["first_frame"])
+            if d["kind"] == "start":
+                self.open_segments.setdefault(d["track_id"], {})[key] = d["score"]
+            else:
+                self.open_segments.get(d["track_id"], {}).pop(key, None)
+            if self.events_out is not None:
+                self.events_out.write(d)
+            out.append(d)
+        self.events += out
+        return out
+
+    # ------------------------------------------------------------ frames
+    def process(self, frame: Frame) -> FrameOutput:
+        """Run one decoded frame through every stage (decode time is the caller's)."""
+        if self._closed:
+            raise RuntimeError("StreamPipeline is closed")
+        timer = self.timer
+        tracks = self.persons(frame, timer)
+        h, w = frame.image.shape[:2]
+        keep = (tracks.boxes[:, 2] - tracks.boxes[:, 0] >= self.min_box) & (
+            tracks.boxes[:, 3] - tracks.boxes[:, 1] >= self.min_box
+        )
+        if not keep.all():
+            tracks = Tracks(tracks.ids[keep], tracks.boxes[keep], tracks.scores[keep])
+        self.track_ids_seen.update(tracks.ids.tolist())
+
+        small = frame.image
+        if self.feature_scale != 1.0:
+            small = cv2.resize(
+                frame.image,
+                (max(1, round(w * self.feature_scale)), max(1, round(h * self.feature_scale))),
+                interpolation=cv2.INTER_AREA,
+            )
+        boxes_small = tracks.boxes * np.float32(self.feature_scale)
+        flow_img = None
+        if self.flow is not None:
+            with timer("flow"):
+                # The flow needs the previous frame even when nobody is tracked now.
+                prev = self._prev_small if self._prev_small is not None else small
+                flow_img = self.flow(prev, small)
+                self._prev_small = small
+        feats: dict[str, np.ndarray] = {}
+        with timer("features"):
+            for stream, net in self.features.items():
+                image = flow_img if stream == "flow" else small
+                if len(tracks):
+                    feats[stream] = np.ascontiguousarray(net(image, boxes_small), np.float32)
+                else:
+                    size = self.scorer.config.streams[stream]
+                    feats[stream] = np.zeros((0, size), np.float32)
+
+        t0 = time.perf_counter()
+        step0 = self.scorer.runner.step_seconds
+        result = self.scorer.update(frame.index, tracks.ids, feats, tracks.boxes)
+        post = time.perf_counter() - t0 - (self.scorer.runner.step_seconds - step0)
+        timer.add("postproc", max(0.0, post))
+
+        with timer("output"):
+            events = self._emit(result.events, frame.index)
+            if self.history is not None and len(tracks):
+                self.history.add(frame.index, result.track_ids, result.probs)
+            if self.render is not None:
+                now = time.perf_counter()
+                self.fps_measured = 1.0 / max(now - self._t_last, 1e-6)
+                opened = {
+                    tid: [(lab, first, s) for (lab, first), s in segs.items()]
+                    for tid, segs in self.open_segments.items()
+                    if segs
+                }
+                self.render.write(
+                    draw_overlay(
+                        frame.image,
+                        tracks.ids,
+                        tracks.boxes,
+                        result.probs,
+                        self.class_names,
+                        open_segments=opened,
+                        frame=frame.index,
+                        status=f"{len(tracks)} tracks",
+                    )
+                )
+        self._t_last = time.perf_counter()
+        self.frames += 1
+        self.last_frame = frame.index
+        return FrameOutput(frame.index, tracks, result.probs, events)
+
+    def run(
+        self,
+        frames: Iterable[Frame],
+        *,
+        max_frames: int | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_frame: Callable[[FrameOutput], None] | None = None,
+    ) -> int:
+        """Process frames until the source ends, ``max_frames`` or ``should_stop()``.
+
+        Decode time (the iterator's) is recorded in the ``decode`` stage.
+        Returns the number of frames processed; call :meth:`close` (or leave
+        the ``with`` block) to flush.
+        """
+        iterator = iter(frames)
+        done = 0
+        while max_frames is None or done < max_frames:
+            if should_stop():
+                break
+            t0 = time.perf_counter()
+            frame = next(iterator, None)
+            self.timer.add("decode", time.perf_counter() - t0)
+            if frame is None:
+                break
+            out = self.process(frame)
+            out.seconds = self.timer.end_frame()
+            done += 1
+            if on_frame is not None:
+                on_frame(out)
+        return done
+
+    def snapshot(self, path: str | Path) -> Path:
+        """Write the scorer's live state (see :meth:`OnlineScorer.snapshot`)."""
+        return self.scorer.snapshot(path)
+
+    def close(self) -> list[dict[str, Any]]:
+        """End every live track (flushing open segments' events) and close the outputs."""
+        if self._closed:
+            return []
+        self._closed = True
+        frame = self.last_frame if self.last_frame is not None else 0
+        try:
+            events = self._emit(self.scorer.flush(), frame)
+        finally:
+            if self.render is not None:
+                self.render.close()
+            if self.events_out is not None:
+                self.events_out.close()
+        return events
+
+    def __enter__(self) -> StreamPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
