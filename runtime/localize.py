@@ -274,7 +274,8 @@ def localize_track(
     if max_gap is not None:
         breaks[1:num] = np.diff(frames_arr) > max_gap
     segments: list[Segment] = []
-    for c in range(num_classes):
+    # Most classes of a track never reach the threshold: skip them without a loop body.
+    for c in np.flatnonzero(np.any(smoothed >= threshold, axis=0)).tolist():
         col = smoothed[:, c]
         # float32 comparisons, as in the C core (0.7 rounds below itself in float32).
         stay = col >= close
