@@ -93,9 +93,9 @@ class FeatureSpec:
     """
 
     streams: dict[str, int] = None  # type: ignore[assignment]
-    emit_action: float = 0.5
+    emit_action: float = 0.6
     emit_background: float = 0.12
-    amplitude: float = 3.0
+    amplitude: float = 4.0
     noise: float = 1.0
     appearance: float = 0.3
     onset_fraction: float = 0.25
