@@ -75,6 +75,10 @@ cdef extern from "reclnet/postproc.h" nogil:
     rpp_status rpp_bank_push(rpp_bank *bank, int64_t frame, int32_t n, const int32_t *slots,
                              const float *scores, int64_t row_stride, rpp_event *events,
                              int64_t capacity, int64_t *n_events)
+    rpp_status rpp_bank_push_track_bound(const rpp_bank *bank, int64_t T, int64_t *bound)
+    rpp_status rpp_bank_push_track(rpp_bank *bank, int32_t slot, int64_t T, const int64_t *frames,
+                                   const float *scores, int64_t row_stride, rpp_event *events,
+                                   int64_t capacity, int64_t *n_events)
     rpp_status rpp_bank_close_track(rpp_bank *bank, int32_t slot, rpp_event *events,
                                     int64_t capacity, int64_t *n_events)
 
@@ -104,5 +108,8 @@ cdef extern from "reclnet/postproc.h" nogil:
         rpp_status (*bank_save_state)(const rpp_bank *, void *, size_t, size_t *)
         rpp_status (*bank_load_state)(const void *, size_t, rpp_bank **)
         rpp_status (*causal_median)(const float *, int64_t, int32_t, int32_t, int32_t, float *)
+        rpp_status (*bank_push_track_bound)(const rpp_bank *, int64_t, int64_t *)
+        rpp_status (*bank_push_track)(rpp_bank *, int32_t, int64_t, const int64_t *,
+                                      const float *, int64_t, rpp_event *, int64_t, int64_t *)
 
     const rpp_api *rpp_get_api()

@@ -61,6 +61,37 @@ cdef int _check(rpp_status status, str context) except -1:
     raise PostprocError(message)
 
 
+cdef int _check_array(cnp.ndarray a, int typenum, int ndim, str name) except -1:
+    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != ndim:
+        raise PostprocError(f"{name}: wrong dtype {a.dtype} or shape {(<object> a).shape}")
+    if ndim == 1 and not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise PostprocError(f"{name} must be contiguous")
+    if not cnp.PyArray_ISALIGNED(a):
+        raise PostprocError(f"{name} must be aligned")
+    return 0
+
+
+cdef int _check_events(cnp.ndarray events) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(events) or cnp.PyArray_NDIM(events) != 1 or not (
+        events.dtype is EVENT_DTYPE or events.dtype == EVENT_DTYPE
+    ):
+        raise PostprocError("events must be a contiguous 1-D EVENT_DTYPE array")
+    return 0
+
+
+cdef int64_t _row_stride(cnp.ndarray scores) except -1:
+    """Row stride in floats of a float32 [n, C] array whose rows are contiguous."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(scores, 0), C = cnp.PyArray_DIM(scores, 1)
+    cdef Py_ssize_t s0 = cnp.PyArray_STRIDE(scores, 0), s1 = cnp.PyArray_STRIDE(scores, 1)
+    if n > 0 and C > 1 and s1 != sizeof(float):
+        raise PostprocError("score rows must be contiguous")
+    if n <= 1:
+        return C
+    if s0 < 0 or s0 % sizeof(float) != 0:
+        raise PostprocError("score row stride must be a positive multiple of 4 bytes")
+    return s0 // sizeof(float)
+
+
 cdef class Bank:
     """A bank of live tracks x classes (owns one ``rpp_bank``).
 
@@ -149,52 +180,77 @@ cdef class Bank:
         _check(rpp_bank_close_bound(self.bank, slot, &bound), f"close_track({slot})")
         return bound
 
-    def push(self, int64_t frame, const int32_t[::1] slots, const float[:, :] scores,
-             cnp.ndarray events):
-        """Push rows of ``scores`` (inner stride 1 float) for ``slots`` into ``events``.
+    def push(self, int64_t frame, cnp.ndarray slots, cnp.ndarray scores, cnp.ndarray events):
+        """Push rows of ``scores`` for ``slots`` into ``events``; returns the event count.
 
-        Returns the number of events written.
+        ``slots``: int32 [n] C-contiguous; ``scores``: float32 [n, C] with unit inner
+        stride (a column slice is fine); ``events``: EVENT_DTYPE C-contiguous.
         """
-        cdef int32_t n = <int32_t> slots.shape[0]
+        cdef int32_t n
         cdef int64_t row_stride, capacity, n_events = 0
-        cdef rpp_event *ev = <rpp_event *> cnp.PyArray_DATA(events)
-        cdef const float *x = NULL
         cdef rpp_status st
-        if scores.shape[0] != n:
+        _check_array(slots, cnp.NPY_INT32, 1, "slots")
+        _check_array(scores, cnp.NPY_FLOAT32, 2, "scores")
+        _check_events(events)
+        n = <int32_t> cnp.PyArray_DIM(slots, 0)
+        if cnp.PyArray_DIM(scores, 0) != n:
             raise PostprocError(f"push: {n} slots but {scores.shape[0]} score rows")
-        if n > 0 and scores.shape[1] > 1 and scores.strides[1] != sizeof(float):
-            raise PostprocError("push: score rows must be contiguous")
-        if scores.strides[0] % sizeof(float) != 0:
-            raise PostprocError("push: score row stride is not a multiple of 4 bytes")
-        if events.dtype != EVENT_DTYPE or not events.flags.c_contiguous:
-            raise PostprocError("push: events must be a contiguous EVENT_DTYPE array")
-        row_stride = scores.strides[0] // sizeof(float)
-        if n > 0:
-            x = &scores[0, 0]
-            if n == 1:
-                row_stride = scores.shape[1]
-        capacity = events.shape[0]
+        row_stride = _row_stride(scores)
+        capacity = cnp.PyArray_DIM(events, 0)
+        cdef const int32_t *sl = <const int32_t *> cnp.PyArray_DATA(slots)
+        cdef const float *x = <const float *> cnp.PyArray_DATA(scores)
+        cdef rpp_event *ev = <rpp_event *> cnp.PyArray_DATA(events)
         with nogil:
-            st = rpp_bank_push(self.bank, frame, n, &slots[0] if n > 0 else NULL, x,
-                               row_stride, ev, capacity, &n_events)
+            st = rpp_bank_push(self.bank, frame, n, sl, x, row_stride, ev, capacity, &n_events)
         if st != RPP_OK:
             row = rpp_bank_error_row(self.bank)
             if row >= 0:
-                context = f"push at frame {frame}, row {row} (slot {slots[row]})"
+                context = f"push at frame {frame}, row {row} (slot {sl[row]})"
                 if st == RPP_ERR_FRAME_ORDER:
-                    _, _, last = self.track_info(slots[row])
+                    _, _, last = self.track_info(sl[row])
                     context += f", track's last frame {last}"
             else:
                 context = f"push at frame {frame}"
             _check(st, context)
         return n_events
 
+    def push_track(self, int32_t slot, cnp.ndarray frames, cnp.ndarray scores,
+                   cnp.ndarray events):
+        """Push T consecutive samples of one track; returns the event count."""
+        cdef int64_t T, row_stride, capacity, n_events = 0
+        cdef rpp_status st
+        _check_array(frames, cnp.NPY_INT64, 1, "frames")
+        _check_array(scores, cnp.NPY_FLOAT32, 2, "scores")
+        _check_events(events)
+        T = cnp.PyArray_DIM(frames, 0)
+        if cnp.PyArray_DIM(scores, 0) != T:
+            raise PostprocError(f"push_track: {T} frames but {scores.shape[0]} score rows")
+        row_stride = _row_stride(scores)
+        capacity = cnp.PyArray_DIM(events, 0)
+        cdef const int64_t *fr = <const int64_t *> cnp.PyArray_DATA(frames)
+        cdef const float *x = <const float *> cnp.PyArray_DATA(scores)
+        cdef rpp_event *ev = <rpp_event *> cnp.PyArray_DATA(events)
+        with nogil:
+            st = rpp_bank_push_track(self.bank, slot, T, fr, x, row_stride, ev, capacity,
+                                     &n_events)
+        if st != RPP_OK:
+            row = rpp_bank_error_row(self.bank)
+            context = f"push_track(slot {slot})"
+            if row >= 0:
+                context += f", sample {row} (frame {fr[row]})"
+            _check(st, context)
+        return n_events
+
+    def push_track_bound(self, int64_t T):
+        cdef int64_t bound
+        _check(rpp_bank_push_track_bound(self.bank, T, &bound), "push_track")
+        return bound
+
     def close_track(self, int32_t slot, cnp.ndarray events):
-        cdef int64_t n_events = 0, capacity = events.shape[0]
+        _check_events(events)
+        cdef int64_t n_events = 0, capacity = cnp.PyArray_DIM(events, 0)
         cdef rpp_event *ev = <rpp_event *> cnp.PyArray_DATA(events)
         cdef rpp_status st
-        if events.dtype != EVENT_DTYPE or not events.flags.c_contiguous:
-            raise PostprocError("close_track: events must be a contiguous EVENT_DTYPE array")
         with nogil:
             st = rpp_bank_close_track(self.bank, slot, ev, capacity, &n_events)
         _check(st, f"close_track({slot})")

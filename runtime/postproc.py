@@ -126,7 +126,7 @@ class SegmentBank:
     C loops run without the GIL; one bank must not be used by two threads at once.
     """
 
-    __slots__ = ("_bank", "_events")
+    __slots__ = ("_bank", "_events", "_num_classes")
 
     def __init__(
         self,
@@ -156,6 +156,7 @@ class SegmentBank:
             num_classes, window, lookahead, threshold, close, top_k, min_length, gap, capacity
         )
         self._events = np.empty(0, dtype=EVENT_DTYPE)
+        self._num_classes = num_classes
 
     @classmethod
     def from_config(cls, num_classes: int, config: Any, **overrides: Any) -> SegmentBank:
@@ -190,7 +191,7 @@ class SegmentBank:
 
     @property
     def num_classes(self) -> int:
-        return self._bank.config()["num_classes"]
+        return self._num_classes
 
     @property
     def num_tracks(self) -> int:
@@ -250,11 +251,44 @@ class SegmentBank:
         if slots_arr.size and (slots_arr.min() < -(2**31) or slots_arr.max() > _I32_MAX):
             raise PostprocError("slots out of int32 range")
         slots_arr = np.ascontiguousarray(slots_arr, dtype=np.int32)
-        x = _scores_2d(scores, "scores", self.num_classes)
+        x = _scores_2d(scores, "scores", self._num_classes)
         if x.shape[0] != slots_arr.shape[0]:
             raise PostprocError(f"{slots_arr.shape[0]} slots but {x.shape[0]} score rows")
         events = self._buffer(self._bank.push_bound(slots_arr.shape[0]))
         n = self._bank.push(frame, slots_arr, x, events)
+        return events[:n].copy()
+
+    def push_track(self, slot: int, frames: Any, scores: Any) -> np.ndarray:
+        """Many consecutive samples of one track in one call (same events as T pushes).
+
+        Parameters
+        ----------
+        slot : int
+            An open slot.
+        frames : array_like of int
+            int64 [T] strictly increasing, after the track's last frame.
+        scores : array_like of float
+            float32 [T, C] finite raw scores.
+
+        Returns
+        -------
+        np.ndarray
+            Events, :data:`EVENT_DTYPE` [m].
+        """
+        slot = _int("slot", slot, -(2**31))
+        frames_arr = np.asarray(frames)
+        if frames_arr.ndim != 1 or (frames_arr.size and frames_arr.dtype.kind not in "iu"):
+            raise PostprocError(
+                f"frames must be a 1-D integer array, got {frames_arr.dtype} {frames_arr.shape}"
+            )
+        if frames_arr.dtype == np.uint64 and frames_arr.size and frames_arr.max() > _I64.max:
+            raise PostprocError("frames out of int64 range")
+        frames_arr = np.ascontiguousarray(frames_arr, dtype=np.int64)
+        x = _scores_2d(scores, "scores", self._num_classes)
+        if x.shape[0] != frames_arr.shape[0]:
+            raise PostprocError(f"{frames_arr.shape[0]} frames but {x.shape[0]} score rows")
+        events = self._buffer(self._bank.push_track_bound(frames_arr.shape[0]))
+        n = self._bank.push_track(slot, frames_arr, x, events)
         return events[:n].copy()
 
     def close_track(self, slot: int) -> np.ndarray:
@@ -293,6 +327,7 @@ class SegmentBank:
         self = cls.__new__(cls)
         self._bank = _postproc.Bank.from_state(bytes(state))
         self._events = np.empty(0, dtype=EVENT_DTYPE)
+        self._num_classes = self._bank.config()["num_classes"]
         return self
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:

@@ -176,6 +176,30 @@ def test_trailing_filter_reacts_without_delay() -> None:
     assert bank.close_track(s).tolist() == []
 
 
+@pytest.mark.parametrize("window,lookahead", [(1, 0), (4, 1), (25, 12), (25, 0)])
+def test_push_track_equals_single_pushes(window: int, lookahead: int) -> None:
+    rng = np.random.default_rng(window)
+    T = 3 * window + 11
+    x, frames = random_scores(rng, T, 5), random_frames(rng, T)
+    kw = dict(window=window, lookahead=lookahead, threshold=0.5, top_k=3, max_gap=2)
+    ref, _ = run_track(SegmentBank(5, **kw), frames, x)
+    bank = SegmentBank(5, **kw)
+    slot = bank.open_track(42)
+    cut = T // 3
+    parts = [bank.push_track(slot, frames[:cut], x[:cut])]
+    before = bank.get_state()
+    bad = x[cut:].copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(PostprocError, match=r"sample 4 \(frame \d+\): score is NaN"):
+        bank.push_track(slot, frames[cut:], bad)
+    with pytest.raises(PostprocError, match="sample 0 .*frame not after"):
+        bank.push_track(slot, frames[cut - 1 :], x[cut - 1 :])
+    assert bank.get_state() == before
+    parts += [bank.push_track(slot, frames[cut:], x[cut:]), bank.close_track(slot)]
+    assert all(p.dtype == EVENT_DTYPE for p in parts)
+    np.testing.assert_array_equal(np.concatenate(parts), ref)
+
+
 # ---------------------------------------------------------------------- many tracks
 
 

@@ -11,10 +11,10 @@
 
 /*
  * One live track. All arrays live in the same allocation (rpp_track_alloc), laid out
- * by decreasing alignment. Per class c:
- *   ring[c*w .. c*w+w)    raw samples in insertion order, sample s at index s % w;
- *   sorted[c*w .. )       the same window values sorted ascending (first wn used);
- *   heap[c*k .. c*k+k)    min-heap of the top-k raw scores of the open segment.
+ * by decreasing alignment. With Cp = C rounded up to RPP_LANES (padding lanes hold 0):
+ *   ring[w][Cp]        raw samples in insertion order, sample s in row s % w;
+ *   sorted[w][Cp]      column c = class c's window sorted ascending (first wn rows used);
+ *   heap[c*k .. +k)    min-heap of the top-k raw scores of class c's open segment.
  */
 typedef struct rpp_track {
     int64_t track_id;
@@ -26,8 +26,8 @@ typedef struct rpp_track {
     int64_t *frames;    /* [L+1] frame of sample s at s % (L+1) */
     int64_t *seg_first; /* [C] */
     int64_t *seg_last;  /* [C] */
-    float *ring;        /* [C*w] */
-    float *sorted;      /* [C*w] */
+    float *ring;        /* [w*Cp] */
+    float *sorted;      /* [w*Cp] */
     float *heap;        /* [C*k] */
     int32_t *seg_num;   /* [C] samples in the open segment, 0 when closed */
     int32_t *heap_n;    /* [C] */
@@ -41,12 +41,19 @@ struct rpp_bank {
     int32_t num_tracks;
     int32_t err_row;
     uint64_t stamp;
+    int32_t Cp;        /* C rounded up to RPP_LANES */
+    float *xpad;       /* [Cp] scratch: the pushed row, padding lanes 0 */
+    float *med;        /* [Cp] scratch: medians */
     rpp_track **slots; /* [capacity], NULL = free */
 };
 
+/* Classes updated together as SIMD lanes by the window kernel. */
+#define RPP_LANES 8
+int32_t rpp_padded_classes(int32_t C);
+
 /* Allocates a zeroed track for cfg (NULL when out of memory). */
 rpp_track *rpp_track_alloc(const rpp_config *cfg, int64_t track_id);
-/* Inserts x into the sorted window s of n values (n < w). */
-void rpp_window_insert(float *s, int32_t n, float x);
+/* Inserts x into column c (n sorted rows, n < w) of a [w][Cp] window matrix. */
+void rpp_window_insert(float *s, int32_t Cp, int32_t n, int32_t c, float x);
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "internal.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 /* ---------------------------------------------------------------- status, config */
 
 const char *rpp_status_string(int status) {
@@ -58,50 +62,133 @@ rpp_status rpp_config_check(const rpp_config *cfg) {
     return RPP_OK;
 }
 
-/* ---------------------------------------------------------------- sorted window */
+/* ---------------------------------------------------------------- sorted windows
+ *
+ * A track keeps, for all its classes at once, a w x Cp matrix `sorted` (row-major,
+ * Cp = C rounded up to RPP_LANES): column c holds class c's window sorted ascending
+ * down the rows. The steady-state update (one value out, one in, every class) is a
+ * branch-free pass over the rows in which the classes are SIMD lanes, so its cost does
+ * not depend on the data: no searches, no mispredicted shifts, no memmove calls.
+ */
 
-/* Values of s[0..n) below x; with a sorted s this is the lower bound of x. The
- * branch-free count vectorizes, which beats a binary search at w <= 64. */
-static inline int32_t count_less(const float *s, int32_t n, float x) {
-    int32_t k = 0;
-    for (int32_t j = 0; j < n; j++) k += s[j] < x;
-    return k;
+int32_t rpp_padded_classes(int32_t C) { return (C + RPP_LANES - 1) / RPP_LANES * RPP_LANES; }
+
+/* Column c of s (rows 0..n-1 sorted) gets x inserted; rows 0..n sorted afterwards. */
+void rpp_window_insert(float *s, int32_t Cp, int32_t n, int32_t c, float x) {
+    int32_t j = n;
+    while (j > 0 && s[(size_t)(j - 1) * Cp + c] > x) {
+        s[(size_t)j * Cp + c] = s[(size_t)(j - 1) * Cp + c];
+        j--;
+    }
+    s[(size_t)j * Cp + c] = x;
 }
 
-static inline int32_t count_less_equal(const float *s, int32_t n, float x) {
-    int32_t k = 0;
-    for (int32_t j = 0; j < n; j++) k += s[j] <= x;
-    return k;
+/* Column c of s (rows 0..n-1 sorted) loses one value equal to old. */
+static void window_remove(float *s, int32_t Cp, int32_t n, int32_t c, float old) {
+    int32_t i = 0;
+    while (s[(size_t)i * Cp + c] < old) i++; /* s[i] == old: old is in the column */
+    for (; i + 1 < n; i++) s[(size_t)i * Cp + c] = s[(size_t)(i + 1) * Cp + c];
 }
 
-void rpp_window_insert(float *s, int32_t n, float x) {
-    int32_t j = count_less_equal(s, n, x);
-    memmove(s + j + 1, s + j, (size_t)(n - j) * sizeof(float));
-    s[j] = x;
+/*
+ * Every column of the full window s (w rows) replaces one value equal to old[c] by x[c].
+ * With i = first row holding old, r = the column without it (r_j = s_j if s_j < old,
+ * else s_{j+1}) and p = #(r < x), the new column is
+ *   out_j = r_j           if r_j < x        (j < p)
+ *         = x             if r_{j-1} < x    (j == p; r_{-1} = -inf)
+ *         = r_{j-1}       otherwise         (j > p),
+ * and r_{w-1} = +inf. Each row needs only rows j and j+1, so it is updated in place.
+ */
+#if defined(__SSE2__)
+/* SSE2 (every x86-64): two 4-lane vectors per block of RPP_LANES = 8 classes. */
+static inline __m128 select_ps(__m128 mask, __m128 a, __m128 b) {
+    return _mm_or_ps(_mm_and_ps(mask, a), _mm_andnot_ps(mask, b));
 }
 
-static inline void window_remove(float *s, int32_t n, float old) {
-    int32_t i = count_less(s, n, old); /* s[i] == old */
-    memmove(s + i, s + i + 1, (size_t)(n - 1 - i) * sizeof(float));
+static void window_replace_all(float *restrict s, int32_t w, int32_t Cp,
+                               const float *restrict old, const float *restrict x) {
+    const __m128 all = _mm_castsi128_ps(_mm_set1_epi32(-1));
+    for (int32_t c0 = 0; c0 < Cp; c0 += RPP_LANES) {
+        __m128 o0 = _mm_loadu_ps(old + c0), o1 = _mm_loadu_ps(old + c0 + 4);
+        __m128 x0 = _mm_loadu_ps(x + c0), x1 = _mm_loadu_ps(x + c0 + 4);
+        __m128 pr0 = _mm_setzero_ps(), pr1 = _mm_setzero_ps(), plt0 = all, plt1 = all;
+        float *sj = s + c0;
+        for (int32_t j = 0; j + 1 < w; j++, sj += Cp) {
+            __m128 a0 = _mm_loadu_ps(sj), a1 = _mm_loadu_ps(sj + 4);
+            __m128 b0 = _mm_loadu_ps(sj + Cp), b1 = _mm_loadu_ps(sj + Cp + 4);
+            __m128 r0 = select_ps(_mm_cmplt_ps(a0, o0), a0, b0);
+            __m128 r1 = select_ps(_mm_cmplt_ps(a1, o1), a1, b1);
+            __m128 lt0 = _mm_cmplt_ps(r0, x0), lt1 = _mm_cmplt_ps(r1, x1);
+            _mm_storeu_ps(sj, select_ps(lt0, r0, select_ps(plt0, x0, pr0)));
+            _mm_storeu_ps(sj + 4, select_ps(lt1, r1, select_ps(plt1, x1, pr1)));
+            pr0 = r0;
+            pr1 = r1;
+            plt0 = lt0;
+            plt1 = lt1;
+        }
+        _mm_storeu_ps(sj, select_ps(plt0, x0, pr0));
+        _mm_storeu_ps(sj + 4, select_ps(plt1, x1, pr1));
+    }
 }
+#else
+static void window_replace_all(float *restrict s, int32_t w, int32_t Cp,
+                               const float *restrict old, const float *restrict x) {
+    for (int32_t c0 = 0; c0 < Cp; c0 += RPP_LANES) {
+        float o[RPP_LANES], xv[RPP_LANES], pr[RPP_LANES];
+        int32_t plt[RPP_LANES];
+        float *sj = s + c0;
+        for (int32_t l = 0; l < RPP_LANES; l++) {
+            o[l] = old[c0 + l];
+            xv[l] = x[c0 + l];
+            pr[l] = 0.0f;
+            plt[l] = 1;
+        }
+        for (int32_t j = 0; j + 1 < w; j++, sj += Cp) {
+            const float *sj1 = sj + Cp;
+            for (int32_t l = 0; l < RPP_LANES; l++) {
+                float a = sj[l], b = sj1[l];
+                float r = a < o[l] ? a : b;
+                int32_t lt = r < xv[l];
+                float up = plt[l] ? xv[l] : pr[l];
+                sj[l] = lt ? r : up;
+                pr[l] = r;
+                plt[l] = lt;
+            }
+        }
+        for (int32_t l = 0; l < RPP_LANES; l++) sj[l] = plt[l] ? xv[l] : pr[l];
+    }
+}
+#endif
 
-/* Replaces one value equal to old by x in the full sorted window s[0..n). */
-static inline void window_replace(float *s, int32_t n, float old, float x) {
-    int32_t i = count_less(s, n, old);
-    if (x > old) {
-        int32_t j = count_less(s, n, x) - 1; /* s[i+1..j] < x move down one */
-        memmove(s + i, s + i + 1, (size_t)(j - i) * sizeof(float));
-        s[j] = x;
-    } else if (x < old) {
-        int32_t j = count_less_equal(s, i, x); /* s[j..i-1] > x move up one */
-        memmove(s + j + 1, s + j, (size_t)(i - j) * sizeof(float));
-        s[j] = x;
+/* m[c] = median of rows 0..n-1 of column c: middle value, or (a + b) * 0.5f. */
+static inline void window_medians(const float *s, int32_t Cp, int32_t n, float *m) {
+    const float *hi = s + (size_t)(n >> 1) * Cp;
+    if (n & 1) {
+        memcpy(m, hi, sizeof(float) * (size_t)Cp);
+    } else {
+        const float *lo = hi - Cp;
+        for (int32_t c = 0; c < Cp; c++) m[c] = (lo[c] + hi[c]) * 0.5f;
     }
 }
 
-static inline float window_median(const float *s, int32_t n) {
-    if (n & 1) return s[n >> 1];
-    return (s[(n >> 1) - 1] + s[n >> 1]) * 0.5f;
+/* Adds sample number s (the track's count before it) with padded row xp[Cp] to the
+ * windows: a full window drops sample s - w at the same time. */
+static inline void window_push(float *sorted, float *ring, int32_t w, int32_t Cp, int32_t C,
+                               int64_t s, const float *xp) {
+    float *row = ring + (size_t)(s % w) * Cp;
+    if (s >= w) {
+        window_replace_all(sorted, w, Cp, row, xp);
+    } else {
+        for (int32_t c = 0; c < C; c++) rpp_window_insert(sorted, Cp, (int32_t)s, c, xp[c]);
+    }
+    memcpy(row, xp, sizeof(float) * (size_t)Cp);
+}
+
+/* Removes the oldest sample s from windows holding samples s..count-1. */
+static inline void window_pop(float *sorted, const float *ring, int32_t w, int32_t Cp, int32_t C,
+                              int64_t s, int64_t count) {
+    const float *row = ring + (size_t)(s % w) * Cp;
+    for (int32_t c = 0; c < C; c++) window_remove(sorted, Cp, (int32_t)(count - s), c, row[c]);
 }
 
 /* ---------------------------------------------------------------- top-k heap */
@@ -137,26 +224,26 @@ static int cmp_float_asc(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* Mean of the heap's values as float64 summed in DESCENDING order one after another,
- * exactly like reclnet.runtime.localize.segment_score. Sorting the heap array
- * ascending in place keeps it a valid min-heap (parents precede children). Runs only
- * when an event is emitted. */
+/*
+ * Mean of the heap's values as float64 summed in DESCENDING order one after another,
+ * exactly like reclnet.runtime.localize.segment_score. When every value is a multiple
+ * of ulp(smallest nonzero |value|) >= min/2^24 and n * max|value| < 2^29 * min, every
+ * partial sum fits in 53 bits, so any order gives the exact sum: one pass, no sort.
+ * Otherwise (values spanning > ~9 decades) the heap array is sorted ascending in place
+ * (a sorted array is still a valid min-heap) and summed from its end.
+ */
 static double heap_mean(float *h, int32_t n) {
-    double s = 0.0;
+    double s = 0.0, hi = 0.0, lo = HUGE_VAL;
     if (n <= 0) return 0.0;
-    if (n <= 32) {
-        for (int32_t i = 1; i < n; i++) {
-            float x = h[i];
-            int32_t j = i;
-            while (j > 0 && h[j - 1] > x) {
-                h[j] = h[j - 1];
-                j--;
-            }
-            h[j] = x;
-        }
-    } else {
-        qsort(h, (size_t)n, sizeof(float), cmp_float_asc);
+    for (int32_t i = 0; i < n; i++) {
+        double v = (double)h[i], a = fabs(v);
+        s += v;
+        if (a > hi) hi = a;
+        if (a > 0.0 && a < lo) lo = a;
     }
+    if (hi == 0.0 || (double)n * hi < 536870912.0 * lo) return s / (double)n;
+    qsort(h, (size_t)n, sizeof(float), cmp_float_asc);
+    s = 0.0;
     for (int32_t i = n - 1; i >= 0; i--) s += (double)h[i];
     return s / (double)n;
 }
@@ -165,14 +252,14 @@ static double heap_mean(float *h, int32_t n) {
 
 static size_t track_bytes(const rpp_config *cfg) {
     size_t C = (size_t)cfg->num_classes, w = (size_t)cfg->window, k = (size_t)cfg->top_k;
-    size_t L1 = (size_t)cfg->lookahead + 1;
-    return sizeof(rpp_track) + sizeof(int64_t) * (L1 + 2 * C) + sizeof(float) * (2 * C * w + C * k) +
+    size_t L1 = (size_t)cfg->lookahead + 1, Cp = (size_t)rpp_padded_classes(cfg->num_classes);
+    return sizeof(rpp_track) + sizeof(int64_t) * (L1 + 2 * C) + sizeof(float) * (2 * Cp * w + C * k) +
            sizeof(int32_t) * 2 * C + 2 * C;
 }
 
 rpp_track *rpp_track_alloc(const rpp_config *cfg, int64_t track_id) {
     size_t C = (size_t)cfg->num_classes, w = (size_t)cfg->window, k = (size_t)cfg->top_k;
-    size_t L1 = (size_t)cfg->lookahead + 1;
+    size_t L1 = (size_t)cfg->lookahead + 1, Cp = (size_t)rpp_padded_classes(cfg->num_classes);
     char *p = (char *)calloc(1, track_bytes(cfg));
     rpp_track *t = (rpp_track *)p;
     if (p == NULL) return NULL;
@@ -180,8 +267,8 @@ rpp_track *rpp_track_alloc(const rpp_config *cfg, int64_t track_id) {
     t->frames = (int64_t *)p; p += sizeof(int64_t) * L1;
     t->seg_first = (int64_t *)p; p += sizeof(int64_t) * C;
     t->seg_last = (int64_t *)p; p += sizeof(int64_t) * C;
-    t->ring = (float *)p; p += sizeof(float) * C * w;
-    t->sorted = (float *)p; p += sizeof(float) * C * w;
+    t->ring = (float *)p; p += sizeof(float) * Cp * w;
+    t->sorted = (float *)p; p += sizeof(float) * Cp * w;
     t->heap = (float *)p; p += sizeof(float) * C * k;
     t->seg_num = (int32_t *)p; p += sizeof(int32_t) * C;
     t->heap_n = (int32_t *)p; p += sizeof(int32_t) * C;
@@ -201,9 +288,12 @@ rpp_status rpp_bank_new(const rpp_config *cfg, rpp_bank **out) {
     if ((st = rpp_config_check(cfg)) != RPP_OK) return st;
     b = (rpp_bank *)calloc(1, sizeof(rpp_bank));
     if (b == NULL) return RPP_ERR_NOMEM;
+    b->Cp = rpp_padded_classes(cfg->num_classes);
     b->slots = (rpp_track **)calloc((size_t)cfg->capacity, sizeof(rpp_track *));
-    if (b->slots == NULL) {
-        free(b);
+    b->xpad = (float *)calloc((size_t)b->Cp, sizeof(float));
+    b->med = (float *)calloc((size_t)b->Cp, sizeof(float));
+    if (b->slots == NULL || b->xpad == NULL || b->med == NULL) {
+        rpp_bank_free(b);
         return RPP_ERR_NOMEM;
     }
     b->cfg = *cfg;
@@ -215,8 +305,10 @@ rpp_status rpp_bank_new(const rpp_config *cfg, rpp_bank **out) {
 
 void rpp_bank_free(rpp_bank *b) {
     if (b == NULL) return;
-    for (int32_t i = 0; i < b->capacity; i++) free(b->slots[i]);
+    for (int32_t i = 0; b->slots != NULL && i < b->capacity; i++) free(b->slots[i]);
     free(b->slots);
+    free(b->xpad);
+    free(b->med);
     free(b);
 }
 
@@ -383,21 +475,41 @@ static int rows_finite(const float *x, int32_t C) {
     return ok;
 }
 
+/* One validated sample x[C] of track t at frame: windows, then the smoothed sample
+ * that just got its lookahead. Returns the new event count. */
+static inline int64_t track_step(rpp_bank *b, int32_t slot, rpp_track *t, int64_t frame,
+                                 const float *x, rpp_event *events, int64_t ne) {
+    const rpp_config *cfg = &b->cfg;
+    int32_t C = cfg->num_classes, Cp = b->Cp, w = cfg->window, L1 = cfg->lookahead + 1;
+    int64_t s = t->count, u = s - cfg->lookahead;
+    memcpy(b->xpad, x, sizeof(float) * (size_t)C);
+    window_push(t->sorted, t->ring, w, Cp, C, s, b->xpad);
+    t->frames[s % L1] = frame;
+    t->last_frame = frame;
+    t->count = s + 1;
+    if (u >= 0) { /* sample u now has its lookahead: smooth it and cut segments */
+        int64_t fu = t->frames[u % L1];
+        int gap = cfg->max_gap >= 0 && t->done > 0 && fu - t->prev_frame > cfg->max_gap;
+        const float *raw = t->ring + (size_t)(u % w) * Cp;
+        window_medians(t->sorted, Cp, s >= w ? w : (int32_t)s + 1, b->med);
+        for (int32_t c = 0; c < C; c++)
+            ne = segment_step(cfg, t, slot, c, b->med[c], raw[c], fu, gap, events, ne);
+        t->prev_frame = fu;
+        t->done = u + 1;
+    }
+    return ne;
+}
+
 rpp_status rpp_bank_push(rpp_bank *b, int64_t frame, int32_t n, const int32_t *slots,
                          const float *scores, int64_t row_stride, rpp_event *events,
                          int64_t capacity, int64_t *n_events) {
-    const rpp_config *cfg;
-    int32_t C, w, L, L1;
+    int32_t C;
     int64_t bound, ne = 0;
     uint64_t stamp;
     if (b == NULL || n_events == NULL) return RPP_ERR_NULL;
     *n_events = 0;
     b->err_row = -1;
-    cfg = &b->cfg;
-    C = cfg->num_classes;
-    w = cfg->window;
-    L = cfg->lookahead;
-    L1 = L + 1;
+    C = b->cfg.num_classes;
     if (n < 0 || capacity < 0 || (n > 0 && row_stride < C)) return RPP_ERR_ARG;
     if (n == 0) return RPP_OK;
     if (slots == NULL || scores == NULL) return RPP_ERR_NULL;
@@ -420,45 +532,49 @@ rpp_status rpp_bank_push(rpp_bank *b, int64_t frame, int32_t n, const int32_t *s
     }
     if (events == NULL) return RPP_ERR_NULL;
 
-    for (int32_t i = 0; i < n; i++) {
-        int32_t slot = slots[i];
-        rpp_track *t = b->slots[slot];
-        const float *x = scores + (size_t)i * (size_t)row_stride;
-        int64_t s = t->count, u = s - L;
-        int32_t pos = (int32_t)(s % w), full = s >= w;
-        int32_t wn = full ? w : (int32_t)s + 1; /* window size after this sample */
-        t->frames[s % L1] = frame;
-        t->last_frame = frame;
-        t->count = s + 1;
-        if (u < 0) {
-            /* Not enough lookahead yet: only fill the windows. */
-            for (int32_t c = 0; c < C; c++) {
-                float *ring = t->ring + (size_t)c * w;
-                rpp_window_insert(t->sorted + (size_t)c * w, (int32_t)s, x[c]);
-                ring[pos] = x[c];
-            }
-            continue;
-        }
-        {
-            int64_t fu = t->frames[u % L1];
-            int gap = cfg->max_gap >= 0 && t->done > 0 && fu - t->prev_frame > cfg->max_gap;
-            int32_t upos = (int32_t)(u % w);
-            for (int32_t c = 0; c < C; c++) {
-                float *ring = t->ring + (size_t)c * w;
-                float *sorted = t->sorted + (size_t)c * w;
-                float xv = x[c], m;
-                if (full)
-                    window_replace(sorted, w, ring[pos], xv);
-                else
-                    rpp_window_insert(sorted, (int32_t)s, xv);
-                ring[pos] = xv;
-                m = window_median(sorted, wn);
-                ne = segment_step(cfg, t, slot, c, m, ring[upos], fu, gap, events, ne);
-            }
-            t->prev_frame = fu;
-            t->done = u + 1;
-        }
+    for (int32_t i = 0; i < n; i++)
+        ne = track_step(b, slots[i], b->slots[slots[i]], frame,
+                        scores + (size_t)i * (size_t)row_stride, events, ne);
+    *n_events = ne;
+    return RPP_OK;
+}
+
+rpp_status rpp_bank_push_track_bound(const rpp_bank *b, int64_t T, int64_t *bound) {
+    if (b == NULL || bound == NULL) return RPP_ERR_NULL;
+    if (T < 0 || T > (INT64_C(1) << 40)) return RPP_ERR_ARG;
+    *bound = T * b->cfg.num_classes * (b->cfg.max_gap >= 0 ? 2 : 1);
+    return RPP_OK;
+}
+
+rpp_status rpp_bank_push_track(rpp_bank *b, int32_t slot, int64_t T, const int64_t *frames,
+                               const float *scores, int64_t row_stride, rpp_event *events,
+                               int64_t capacity, int64_t *n_events) {
+    rpp_track *t;
+    int64_t bound, ne = 0;
+    rpp_status st;
+    if (b == NULL || n_events == NULL) return RPP_ERR_NULL;
+    *n_events = 0;
+    b->err_row = -1;
+    if ((t = slot_track(b, slot)) == NULL) return RPP_ERR_SLOT;
+    if ((st = rpp_bank_push_track_bound(b, T, &bound)) != RPP_OK) return st;
+    if (capacity < 0 || (T > 0 && row_stride < b->cfg.num_classes)) return RPP_ERR_ARG;
+    if (T == 0) return RPP_OK;
+    if (frames == NULL || scores == NULL) return RPP_ERR_NULL;
+    for (int64_t i = 0; i < T; i++) {
+        int64_t prev = i > 0 ? frames[i - 1] : t->last_frame;
+        b->err_row = (int32_t)(i < INT32_MAX ? i : INT32_MAX);
+        if ((i > 0 || t->count > 0) && frames[i] <= prev) return RPP_ERR_FRAME_ORDER;
+        if (!rows_finite(scores + (size_t)i * (size_t)row_stride, b->cfg.num_classes))
+            return RPP_ERR_NONFINITE;
     }
+    b->err_row = -1;
+    if (capacity < bound) {
+        *n_events = bound;
+        return RPP_NEED_MORE;
+    }
+    if (events == NULL) return RPP_ERR_NULL;
+    for (int64_t i = 0; i < T; i++)
+        ne = track_step(b, slot, t, frames[i], scores + (size_t)i * (size_t)row_stride, events, ne);
     *n_events = ne;
     return RPP_OK;
 }
@@ -491,16 +607,12 @@ rpp_status rpp_bank_close_track(rpp_bank *b, int32_t slot, rpp_event *events, in
         int64_t want = u - (w - 1 - L) > 0 ? u - (w - 1 - L) : 0;
         int64_t fu = t->frames[u % L1];
         int gap = cfg->max_gap >= 0 && t->done > 0 && fu - t->prev_frame > cfg->max_gap;
-        int32_t upos = (int32_t)(u % w);
-        for (int32_t c = 0; c < C; c++) {
-            float *ring = t->ring + (size_t)c * w;
-            float *sorted = t->sorted + (size_t)c * w;
-            for (int64_t s = wstart; s < want; s++)
-                window_remove(sorted, (int32_t)(t->count - s), ring[s % w]);
-            ne = segment_step(cfg, t, slot, c, window_median(sorted, (int32_t)(t->count - want)),
-                              ring[upos], fu, gap, events, ne);
-        }
-        if (want > wstart) wstart = want;
+        const float *raw = t->ring + (size_t)(u % w) * b->Cp;
+        for (; wstart < want; wstart++)
+            window_pop(t->sorted, t->ring, w, b->Cp, C, wstart, t->count);
+        window_medians(t->sorted, b->Cp, (int32_t)(t->count - wstart), b->med);
+        for (int32_t c = 0; c < C; c++)
+            ne = segment_step(cfg, t, slot, c, b->med[c], raw[c], fu, gap, events, ne);
         t->prev_frame = fu;
         t->done = u + 1;
     }
@@ -517,43 +629,47 @@ rpp_status rpp_bank_close_track(rpp_bank *b, int32_t slot, rpp_event *events, in
 
 rpp_status rpp_causal_median(const float *scores, int64_t T, int32_t C, int32_t window,
                              int32_t lookahead, float *out) {
-    float *ring, *sorted;
-    int32_t w = window, L = lookahead;
+    float *ring, *sorted, *xp, *m;
+    int32_t w = window, L = lookahead, Cp;
+    int64_t wstart;
     if (scores == NULL || out == NULL) return T == 0 ? RPP_OK : RPP_ERR_NULL;
-    if (C < 1 || w < 1 || L < 0 || L > (w - 1) / 2) return RPP_ERR_CONFIG;
+    if (C < 1 || w < 1 || L < 0 || L > (w - 1) / 2 || (int64_t)C * w > (INT64_C(1) << 40))
+        return RPP_ERR_CONFIG;
     if (T < 0) return RPP_ERR_ARG;
     for (int64_t s = 0; s < T; s++)
         if (!rows_finite(scores + (size_t)s * (size_t)C, C)) return RPP_ERR_NONFINITE;
-    ring = (float *)malloc(sizeof(float) * (size_t)w);
-    sorted = (float *)malloc(sizeof(float) * (size_t)w);
-    if (ring == NULL || sorted == NULL) {
+    Cp = rpp_padded_classes(C);
+    ring = (float *)calloc((size_t)w * Cp, sizeof(float));
+    sorted = (float *)calloc((size_t)w * Cp, sizeof(float));
+    xp = (float *)calloc((size_t)Cp, sizeof(float));
+    m = (float *)calloc((size_t)Cp, sizeof(float));
+    if (ring == NULL || sorted == NULL || xp == NULL || m == NULL) {
         free(ring);
         free(sorted);
+        free(xp);
+        free(m);
         return RPP_ERR_NOMEM;
     }
-    /* One class at a time through the same window code as the bank. */
-    for (int32_t c = 0; c < C; c++) {
-        int64_t wstart;
-        for (int64_t s = 0; s < T; s++) {
-            float x = scores[(size_t)s * C + c];
-            int32_t pos = (int32_t)(s % w);
-            if (s >= w)
-                window_replace(sorted, w, ring[pos], x);
-            else
-                rpp_window_insert(sorted, (int32_t)s, x);
-            ring[pos] = x;
-            if (s >= L) out[(size_t)(s - L) * C + c] = window_median(sorted, s >= w ? w : (int32_t)s + 1);
+    /* The bank's window code over one track: push every sample, then flush. */
+    for (int64_t s = 0; s < T; s++) {
+        memcpy(xp, scores + (size_t)s * C, sizeof(float) * (size_t)C);
+        window_push(sorted, ring, w, Cp, C, s, xp);
+        if (s >= L) {
+            window_medians(sorted, Cp, s >= w ? w : (int32_t)s + 1, m);
+            memcpy(out + (size_t)(s - L) * C, m, sizeof(float) * (size_t)C);
         }
-        wstart = T > w ? T - w : 0;
-        for (int64_t u = T - L > 0 ? T - L : 0; u < T; u++) {
-            int64_t want = u - (w - 1 - L) > 0 ? u - (w - 1 - L) : 0;
-            for (; wstart < want; wstart++)
-                window_remove(sorted, (int32_t)(T - wstart), ring[wstart % w]);
-            out[(size_t)u * C + c] = window_median(sorted, (int32_t)(T - wstart));
-        }
+    }
+    wstart = T > w ? T - w : 0;
+    for (int64_t u = T - L > 0 ? T - L : 0; u < T; u++) {
+        int64_t want = u - (w - 1 - L) > 0 ? u - (w - 1 - L) : 0;
+        for (; wstart < want; wstart++) window_pop(sorted, ring, w, Cp, C, wstart, T);
+        window_medians(sorted, Cp, (int32_t)(T - wstart), m);
+        memcpy(out + (size_t)u * C, m, sizeof(float) * (size_t)C);
     }
     free(ring);
     free(sorted);
+    free(xp);
+    free(m);
     return RPP_OK;
 }
 
@@ -576,6 +692,8 @@ static const rpp_api API = {
     rpp_bank_save_state,
     rpp_bank_load_state,
     rpp_causal_median,
+    rpp_bank_push_track_bound,
+    rpp_bank_push_track,
 };
 
 const rpp_api *rpp_get_api(void) { return &API; }

@@ -75,8 +75,8 @@ static void write_state(const rpp_bank *b, writer *w) {
         put_i64(w, t->prev_frame);
         for (int32_t j = 0; j < L1; j++) put_i64(w, t->frames[j]);
         for (int32_t c = 0; c < C; c++) {
-            const float *ring = t->ring + (size_t)c * win;
-            for (int64_t s = t->count - wn; s < t->count; s++) put_f32(w, ring[s % win]);
+            for (int64_t s = t->count - wn; s < t->count; s++)
+                put_f32(w, t->ring[(size_t)(s % win) * b->Cp + c]);
             put_u8(w, t->seg_open[c]);
             put_u8(w, t->seg_started[c]);
             put_i32(w, t->seg_num[c]);
@@ -163,13 +163,12 @@ static int read_track(reader *r, const rpp_config *cfg, rpp_track **out, int32_t
     for (int32_t j = 0; j < L1; j++) t->frames[j] = get_i64(r);
     wn = count < win ? count : win;
     for (int32_t c = 0; c < C; c++) {
-        float *ring = t->ring + (size_t)c * win, *sorted = t->sorted + (size_t)c * win;
-        int32_t num, hn;
+        int32_t num, hn, Cp = rpp_padded_classes(C);
         for (int64_t s = count - wn; s < count; s++) {
             float x = get_f32(r);
             if (!isfinite(x)) return 0;
-            ring[s % win] = x;
-            rpp_window_insert(sorted, (int32_t)(s - (count - wn)), x);
+            t->ring[(size_t)(s % win) * Cp + c] = x;
+            rpp_window_insert(t->sorted, Cp, (int32_t)(s - (count - wn)), c, x);
         }
         t->seg_open[c] = get_u8(r);
         t->seg_started[c] = get_u8(r);
