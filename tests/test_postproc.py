@@ -26,10 +26,14 @@ WINDOWS = [1, 2, 3, 5, 24, 25, 64]
 GRID = sorted({(w, lk) for w in WINDOWS for lk in (0, 1, (w - 1) // 2) if lk <= (w - 1) // 2})
 
 
-def random_scores(rng: np.random.Generator, T: int, C: int, ties: bool = False) -> np.ndarray:
+def random_scores(
+    rng: np.random.Generator, T: int, C: int, ties: bool = False, decades: bool = False
+) -> np.ndarray:
     x = rng.random((T, C), dtype=np.float32)
     if ties:  # few distinct values: many equal elements in the sorted windows
         x = np.floor(x * 4).astype(np.float32) / 4
+    if decades:  # 1e-24..1: top-k sums whose float64 value depends on the order
+        x = (10.0 ** (-24 * x) * (rng.random((T, C)) < 0.6)).astype(np.float32)
     return x
 
 
@@ -108,15 +112,16 @@ def test_causal_median_rejects_bad_input(args, match: str) -> None:
         dict(threshold=0.5),
         dict(threshold=0.55, close_threshold=0.45, min_length=3, top_k=4, max_gap=2),
         dict(threshold=0.5, top_k=1, max_gap=0, ties=True),
+        dict(threshold=1e-12, close_threshold=0.0, top_k=7, decades=True),
     ],
-    ids=["plain", "hysteresis-minlen-gaps", "ties-gap0"],
+    ids=["plain", "hysteresis-minlen-gaps", "ties-gap0", "decades"],
 )
 def test_track_events_equal_slow_twin(window: int, lookahead: int, variant: dict) -> None:
     variant = dict(variant)
-    ties = variant.pop("ties", False)
+    ties, decades = variant.pop("ties", False), variant.pop("decades", False)
     rng = np.random.default_rng(window * 7 + lookahead)
     T = int(rng.integers(window // 2, 2 * window + 20))
-    x = random_scores(rng, T, 4, ties=ties)
+    x = random_scores(rng, T, 4, ties=ties, decades=decades)
     frames = random_frames(rng, T)
     kw = dict(window=window, lookahead=lookahead, **variant)
     got, got_at = run_track(SegmentBank(4, **kw), frames, x)
