@@ -9,6 +9,7 @@ unrolled step (see reclnet.export.graphs for why the step is unrolled).
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -59,7 +60,10 @@ def onnx_export(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    shapes = tuple(dynamic.get(name, {}) for name in input_names)
+    shapes: tuple = tuple(dynamic.get(name, {}) for name in input_names)
+    params = inspect.signature(module.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        shapes = (shapes,)  # forward(*args): torch.export sees one tuple argument
     module = module.eval()
     with warnings.catch_warnings():
         # torch.export names every dynamic axis it sees; inputs sharing one symbol
@@ -74,7 +78,7 @@ def onnx_export(
                 str(path),
                 input_names=input_names,
                 output_names=output_names,
-                dynamic_shapes=(shapes,),
+                dynamic_shapes=shapes,
                 dynamo=True,
                 opset_version=opset,
                 external_data=False,
