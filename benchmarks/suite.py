@@ -548,16 +548,10 @@ def _peer_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     if not versus:
         return _target(text, None, "no OpenVINO comparison rows")
-    by_n: dict[int | None, dict[str, Any]] = {}
-    for r in versus:  # our best backend at each N against OpenVINO
-        n = tracks(r)
-        if n not in by_n or r["ratio_vs_baseline"] > by_n[n]["ratio_vs_baseline"]:
-            by_n[n] = r
-    met = all(r["ratio_vs_baseline"] >= 1 for r in by_n.values())
-    figures = ", ".join(
-        f"N={n}: {r['ratio_vs_baseline']:.2f}x ({r['impl']})"
-        for n, r in sorted(by_n.items(), key=lambda kv: kv[0] or 0)
-    )
+    # Every one of our rows against its OpenVINO peer (each precision, each N).
+    versus.sort(key=lambda r: (r["impl"], tracks(r) or 0))
+    met = all(r["ratio_vs_baseline"] >= 1 for r in versus)
+    figures = ", ".join(f"{r['impl']} N={tracks(r)}: {r['ratio_vs_baseline']:.2f}x" for r in versus)
     return _target(text, met, figures)
 
 
