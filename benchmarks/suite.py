@@ -719,9 +719,17 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
                 err = [[p[2] - p[1] for p in points], [p[3] - p[2] for p in points]]
                 ax.errorbar(x, med, yerr=err, marker="o", capsize=3, label=impl)
             if bench in ("step", "peers"):
+                styles = iter([(0, (5, 2)), (0, (2, 2)), (0, (5, 2, 1, 2)), (0, (1, 1))])
                 for impl, points in sorted(floor_series.items()):
                     points.sort()
-                    ax.plot([p[0] for p in points], [p[1] for p in points], "--", label=impl)
+                    ax.plot(
+                        [p[0] for p in points],
+                        [p[1] for p in points],
+                        color="0.45",
+                        linestyle=next(styles, "--"),
+                        linewidth=1,
+                        label=impl,
+                    )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("live tracks N")
