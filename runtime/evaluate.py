@@ -256,6 +256,7 @@ class VideoAPResult:
         return float(ap.mean()) if ap.size else float("nan")
 
     def short_mAP(self, threshold: float) -> float:  # noqa: N802
+        """Mean AP over the short classes with ground truth (NaN when there are none)."""
         return self.mAP(threshold, self.short) if self.short else float("nan")
 
     def mAP_50_95(self, classes: Sequence[int] | None = None) -> float:  # noqa: N802
