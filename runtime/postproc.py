@@ -36,6 +36,8 @@ EVENT_END: int = _postproc.EVENT_END
 PostprocError = _postproc.PostprocError
 
 _I32_MAX = np.iinfo(np.int32).max
+# push_track hands long inputs to C in chunks of this many samples.
+_CHUNK = 1024
 _I64 = np.iinfo(np.int64)
 
 
@@ -89,6 +91,23 @@ def _scores_2d(scores: Any, name: str, num_classes: int | None = None) -> np.nda
     if arr.shape[0] > 1 and arr.shape[1] > 1 and arr.strides[1] != 4:
         arr = np.ascontiguousarray(arr)
     return arr
+
+
+def _slots_1d(slots: Any) -> np.ndarray:
+    """int32 [n] C-contiguous slots (a conforming int32 array passes through)."""
+    if (
+        isinstance(slots, np.ndarray)
+        and slots.dtype == np.int32
+        and slots.ndim == 1
+        and slots.flags.c_contiguous
+    ):
+        return slots
+    arr = np.asarray(slots)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise PostprocError(f"slots must be a 1-D integer array, got {arr.dtype} {arr.shape}")
+    if arr.size and (arr.min() < -(2**31) or arr.max() > _I32_MAX):
+        raise PostprocError("slots out of int32 range")
+    return np.ascontiguousarray(arr, dtype=np.int32)
 
 
 class SegmentBank:
@@ -243,20 +262,25 @@ class SegmentBank:
             Events, :data:`EVENT_DTYPE` [m].
         """
         frame = _int("frame", frame, _I64.min, _I64.max)
-        slots_arr = np.asarray(slots)
-        if slots_arr.ndim != 1 or (slots_arr.size and slots_arr.dtype.kind not in "iu"):
-            raise PostprocError(
-                f"slots must be a 1-D integer array, got {slots_arr.dtype} {slots_arr.shape}"
-            )
-        if slots_arr.size and (slots_arr.min() < -(2**31) or slots_arr.max() > _I32_MAX):
-            raise PostprocError("slots out of int32 range")
-        slots_arr = np.ascontiguousarray(slots_arr, dtype=np.int32)
-        x = _scores_2d(scores, "scores", self._num_classes)
+        slots_arr = _slots_1d(slots)
+        # the common case (float32 rows with unit inner stride) goes to C untouched
+        x = scores
+        if not (
+            isinstance(x, np.ndarray)
+            and x.dtype == np.float32
+            and x.ndim == 2
+            and x.shape[1] == self._num_classes
+        ):
+            x = _scores_2d(scores, "scores", self._num_classes)
+        elif x.shape[0] > 1 and x.shape[1] > 1 and x.strides[1] != 4:
+            x = np.ascontiguousarray(x)
         if x.shape[0] != slots_arr.shape[0]:
             raise PostprocError(f"{slots_arr.shape[0]} slots but {x.shape[0]} score rows")
-        events = self._buffer(self._bank.push_bound(slots_arr.shape[0]))
-        n = self._bank.push(frame, slots_arr, x, events)
-        return events[:n].copy()
+        n_rows = slots_arr.shape[0]
+        if self._events.shape[0] < n_rows * 2 * self._num_classes:
+            self._buffer(self._bank.push_bound(n_rows))
+        n = self._bank.push(frame, slots_arr, x, self._events)
+        return self._events[:n].copy()
 
     def push_track(self, slot: int, frames: Any, scores: Any) -> np.ndarray:
         """Many consecutive samples of one track in one call (same events as T pushes).
@@ -287,9 +311,33 @@ class SegmentBank:
         x = _scores_2d(scores, "scores", self._num_classes)
         if x.shape[0] != frames_arr.shape[0]:
             raise PostprocError(f"{frames_arr.shape[0]} frames but {x.shape[0]} score rows")
-        events = self._buffer(self._bank.push_track_bound(frames_arr.shape[0]))
-        n = self._bank.push_track(slot, frames_arr, x, events)
-        return events[:n].copy()
+        T = frames_arr.shape[0]
+        if T <= _CHUNK:
+            events = self._buffer(self._bank.push_track_bound(T))
+            n = self._bank.push_track(slot, frames_arr, x, events)
+            return events[:n].copy()
+        # Long inputs go to C in chunks so the worst-case event buffer stays small; they
+        # are validated as a whole first, so the chunks cannot fail half-way (atomic).
+        _, count, last = self._bank.track_info(slot)
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if bad.size:
+            raise PostprocError(
+                f"push_track(slot {slot}), sample {bad[0]} (frame {frames_arr[bad[0]]}): "
+                "score is NaN or infinite"
+            )
+        prev = np.concatenate([[last if count else _I64.min], frames_arr[:-1]])
+        bad = np.flatnonzero(frames_arr <= prev)
+        if bad.size and (count or bad[0] > 0 or frames_arr[0] == _I64.min):
+            raise PostprocError(
+                f"push_track(slot {slot}), sample {bad[0]} (frame {frames_arr[bad[0]]}): "
+                "frame not after the track's last frame"
+            )
+        events = self._buffer(self._bank.push_track_bound(_CHUNK))
+        parts = []
+        for i in range(0, T, _CHUNK):
+            n = self._bank.push_track(slot, frames_arr[i : i + _CHUNK], x[i : i + _CHUNK], events)
+            parts.append(events[:n].copy())
+        return np.concatenate(parts).astype(EVENT_DTYPE, copy=False)
 
     def close_track(self, slot: int) -> np.ndarray:
         """Flush the lookahead, end the track's open segments and free its slot.

@@ -205,6 +205,29 @@ def test_push_track_equals_single_pushes(window: int, lookahead: int) -> None:
     np.testing.assert_array_equal(np.concatenate(parts), ref)
 
 
+def test_long_push_track_is_chunked_but_atomic() -> None:
+    rng = np.random.default_rng(1)
+    T = 2600  # more than one chunk of 1024 samples
+    x = random_scores(rng, T, 2)
+    frames = random_frames(rng, T)
+    kw = dict(window=7, lookahead=3, threshold=0.5, max_gap=3)
+    ref, _ = run_track(SegmentBank(2, **kw), frames, x)
+    bank = SegmentBank(2, **kw)
+    slot = bank.open_track(42)
+    before = bank.get_state()
+    bad = x.copy()
+    bad[2100, 0] = np.inf
+    with pytest.raises(PostprocError, match=r"sample 2100 \(frame \d+\): score is NaN"):
+        bank.push_track(slot, frames, bad)
+    bad_frames = frames.copy()
+    bad_frames[1500] = bad_frames[1499]
+    with pytest.raises(PostprocError, match="sample 1500 .*frame not after"):
+        bank.push_track(slot, bad_frames, x)
+    assert bank.get_state() == before
+    got = np.concatenate([bank.push_track(slot, frames, x), bank.close_track(slot)])
+    np.testing.assert_array_equal(got, ref)
+
+
 # ---------------------------------------------------------------------- many tracks
 
 
