@@ -219,8 +219,8 @@ class OnlineScorer:
         if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{what} contains an id beyond the int64 range")
         ids = ids.astype(np.int64)
-        uniq, counts = np.unique(ids, return_counts=True)
-        if uniq.size != ids.size:
+        if len(set(ids.tolist())) != ids.size:
+            uniq, counts = np.unique(ids, return_counts=True)
             dup = uniq[counts > 1].tolist()
             raise ValueError(f"duplicate track id(s) {dup[:10]} in {what}")
         return ids
@@ -288,7 +288,9 @@ class OnlineScorer:
 
     def _events(self, raw: np.ndarray) -> list[Event]:
         """Convert C-core events, keep box rings in step, cut tubes for ENDs."""
-        out = []
+        out: list[Event] = []
+        if raw.shape[0] == 0:
+            return out
         pool = self.pool
         for e in raw:
             track_id, label = int(e["track_id"]), int(e["label"])
