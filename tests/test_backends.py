@@ -213,3 +213,66 @@ def test_cuda_execution_provider_keeps_states_on_device(exported) -> None:
         rp2, rs2 = ref.step(feats, rs)
     np.testing.assert_allclose(gp2, rp2, atol=1e-4)
     np.testing.assert_allclose(gpu.fetch_state(gs2), rs2, atol=1e-4)
+
+
+# ------------------------------------------------------------- tensorrt adapter
+class _Inner:
+    """Stands in for TensorRTStepRunner: an ORT io-binding runner with an engine size limit."""
+
+    def __init__(self, runner, max_tracks: int) -> None:
+        self.runner, self.max_tracks = runner, max_tracks
+        self.config, self.postprocess = runner.config, runner.postprocess
+        self.closed = False
+
+    def step(self, features, state):
+        if isinstance(state, np.ndarray) and state.shape[1] != self.config.state_size:
+            raise ValueError("state must be [N, S]")
+        return self.runner.step(features, state)
+
+    def fetch_state(self, state):
+        return self.runner.fetch_state(state)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_tensorrt_backend_without_engine_or_package_is_a_backend_error(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match="tensorrt backend"):
+        load_backend("tensorrt", engine=tmp_path / "step.engine")
+
+
+def test_tensorrt_adapter_checks_the_batch_and_wraps_errors(exported) -> None:
+    from reclnet.runtime.backends.trt_adapter import TensorRTAdapter
+
+    _, path = exported
+    inner = _Inner(load_backend("onnxruntime", model=path, io_binding=True), max_tracks=3)
+    with TensorRTAdapter(inner) as adapter:
+        assert isinstance(adapter, StepRunner) and adapter.device_resident
+        feats, state = random_inputs(3, seed=5)
+        probs, handle = adapter.step(feats, state)
+        want_p, want_s = inner.runner.step(feats, state)
+        np.testing.assert_array_equal(probs, want_p)
+        np.testing.assert_array_equal(adapter.fetch_state(handle), inner.runner.fetch_state(want_s))
+        big, big_state = random_inputs(4, seed=6)
+        with pytest.raises(BackendError, match="at most 3"):
+            adapter.step(big, big_state)
+        with pytest.raises(BackendError, match=r"state must be \[N, S\]"):
+            adapter.step(feats, state[:, :3])
+    assert inner.closed
+
+
+@pytest.mark.gpu
+def test_tensorrt_engine_matches_torch(exported, tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    from reclnet.runtime.backends.tensorrt.loader import build_engine
+
+    model, path = exported
+    engine = build_engine(path, tmp_path / "step.engine", precision="fp32", max_tracks=16)
+    feats, state = random_inputs(8, seed=1)
+    with load_backend("tensorrt", engine=engine) as trt, load_backend("torch", model=model) as ref:
+        tp, ts = trt.step(feats, state)
+        rp, rs = ref.step(feats, state)
+        tp2, ts2 = trt.step(feats, ts)
+        rp2, rs2 = ref.step(feats, rs)
+        np.testing.assert_allclose(tp2, rp2, atol=1e-3)
+        np.testing.assert_allclose(trt.fetch_state(ts2), rs2, atol=1e-3)

@@ -434,7 +434,6 @@ def test_bad_input_leaves_the_scorer_unchanged(exported, bad: str) -> None:
         scorer = OnlineScorer(runner, window=3, lookahead=1, threshold=0.2, top_k=2, max_age=1)
         results, events = [], []
         for f, ids in [(0, (1, 2)), (1, (1, 5)), (2, (1, 2))]:
-            res = scorer.update(*_valid(f, ids)[:1], *_valid(f, ids)[1:]) if False else None
             i, fe, bo = _valid(f, ids)
             res = scorer.update(f, i, fe, bo)
             results.append(res)
