@@ -35,6 +35,10 @@ typedef struct rpp_track {
     uint8_t *seg_started; /* [C] START emitted */
 } rpp_track;
 
+/* s[w][Cp]: every column replaces one value equal to old[c] by x[c] (full windows). */
+typedef void (*rpp_replace_fn)(float *restrict s, int32_t w, int32_t Cp,
+                               const float *restrict old, const float *restrict x);
+
 struct rpp_bank {
     rpp_config cfg;
     int32_t capacity;
@@ -42,6 +46,7 @@ struct rpp_bank {
     int32_t err_row;
     uint64_t stamp;
     int32_t Cp;        /* C rounded up to RPP_LANES */
+    rpp_replace_fn replace; /* window kernel picked for this CPU */
     float *xpad;       /* [Cp] scratch: the pushed row, padding lanes 0 */
     float *med;        /* [Cp] scratch: medians */
     rpp_track **slots; /* [capacity], NULL = free */
@@ -50,6 +55,12 @@ struct rpp_bank {
 /* Classes updated together as SIMD lanes by the window kernel. */
 #define RPP_LANES 8
 int32_t rpp_padded_classes(int32_t C);
+
+/* The portable kernel (SSE2 on x86-64, scalar elsewhere) and the best one for this CPU
+ * (AVX2 when available); *name (optional) names it. Exposed for the C tests. */
+void rpp_window_replace_base(float *restrict s, int32_t w, int32_t Cp,
+                             const float *restrict old, const float *restrict x);
+rpp_replace_fn rpp_window_replace_best(const char **name);
 
 /* Allocates a zeroed track for cfg (NULL when out of memory). */
 rpp_track *rpp_track_alloc(const rpp_config *cfg, int64_t track_id);

@@ -100,13 +100,14 @@ static void window_remove(float *s, int32_t Cp, int32_t n, int32_t c, float old)
  * and r_{w-1} = +inf. Each row needs only rows j and j+1, so it is updated in place.
  */
 #if defined(__SSE2__)
+#define RPP_BASE_KERNEL "sse2"
 /* SSE2 (every x86-64): two 4-lane vectors per block of RPP_LANES = 8 classes. */
 static inline __m128 select_ps(__m128 mask, __m128 a, __m128 b) {
     return _mm_or_ps(_mm_and_ps(mask, a), _mm_andnot_ps(mask, b));
 }
 
-static void window_replace_all(float *restrict s, int32_t w, int32_t Cp,
-                               const float *restrict old, const float *restrict x) {
+void rpp_window_replace_base(float *restrict s, int32_t w, int32_t Cp,
+                             const float *restrict old, const float *restrict x) {
     const __m128 all = _mm_castsi128_ps(_mm_set1_epi32(-1));
     for (int32_t c0 = 0; c0 < Cp; c0 += RPP_LANES) {
         __m128 o0 = _mm_loadu_ps(old + c0), o1 = _mm_loadu_ps(old + c0 + 4);
@@ -131,8 +132,9 @@ static void window_replace_all(float *restrict s, int32_t w, int32_t Cp,
     }
 }
 #else
-static void window_replace_all(float *restrict s, int32_t w, int32_t Cp,
-                               const float *restrict old, const float *restrict x) {
+#define RPP_BASE_KERNEL "scalar"
+void rpp_window_replace_base(float *restrict s, int32_t w, int32_t Cp,
+                             const float *restrict old, const float *restrict x) {
     for (int32_t c0 = 0; c0 < Cp; c0 += RPP_LANES) {
         float o[RPP_LANES], xv[RPP_LANES], pr[RPP_LANES];
         int32_t plt[RPP_LANES];
@@ -160,6 +162,45 @@ static void window_replace_all(float *restrict s, int32_t w, int32_t Cp,
 }
 #endif
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(RPP_NO_AVX2)
+#include <immintrin.h>
+#define RPP_HAVE_AVX2 1
+/* AVX2 (chosen at run time): one 8-lane vector per block, blends for the selects. */
+__attribute__((target("avx2"))) static void window_replace_avx2(float *restrict s, int32_t w,
+                                                               int32_t Cp,
+                                                               const float *restrict old,
+                                                               const float *restrict x) {
+    for (int32_t c0 = 0; c0 < Cp; c0 += RPP_LANES) {
+        __m256 o = _mm256_loadu_ps(old + c0), xv = _mm256_loadu_ps(x + c0);
+        __m256 pr = _mm256_setzero_ps();
+        __m256 plt = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        float *sj = s + c0;
+        for (int32_t j = 0; j + 1 < w; j++, sj += Cp) {
+            __m256 a = _mm256_loadu_ps(sj), b = _mm256_loadu_ps(sj + Cp);
+            __m256 r = _mm256_blendv_ps(b, a, _mm256_cmp_ps(a, o, _CMP_LT_OQ));
+            __m256 lt = _mm256_cmp_ps(r, xv, _CMP_LT_OQ);
+            __m256 up = _mm256_blendv_ps(pr, xv, plt);
+            _mm256_storeu_ps(sj, _mm256_blendv_ps(up, r, lt));
+            pr = r;
+            plt = lt;
+        }
+        _mm256_storeu_ps(sj, _mm256_blendv_ps(pr, xv, plt));
+    }
+}
+#endif
+
+rpp_replace_fn rpp_window_replace_best(const char **name) {
+#ifdef RPP_HAVE_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        if (name != NULL) *name = "avx2";
+        return window_replace_avx2;
+    }
+#endif
+    if (name != NULL) *name = RPP_BASE_KERNEL;
+    return rpp_window_replace_base;
+}
+
 /* m[c] = median of rows 0..n-1 of column c: middle value, or (a + b) * 0.5f. */
 static inline void window_medians(const float *s, int32_t Cp, int32_t n, float *m) {
     const float *hi = s + (size_t)(n >> 1) * Cp;
@@ -173,11 +214,11 @@ static inline void window_medians(const float *s, int32_t Cp, int32_t n, float *
 
 /* Adds sample number s (the track's count before it) with padded row xp[Cp] to the
  * windows: a full window drops sample s - w at the same time. */
-static inline void window_push(float *sorted, float *ring, int32_t w, int32_t Cp, int32_t C,
-                               int64_t s, const float *xp) {
+static inline void window_push(rpp_replace_fn replace, float *sorted, float *ring, int32_t w,
+                               int32_t Cp, int32_t C, int64_t s, const float *xp) {
     float *row = ring + (size_t)(s % w) * Cp;
     if (s >= w) {
-        window_replace_all(sorted, w, Cp, row, xp);
+        replace(sorted, w, Cp, row, xp);
     } else {
         for (int32_t c = 0; c < C; c++) rpp_window_insert(sorted, Cp, (int32_t)s, c, xp[c]);
     }
@@ -289,6 +330,7 @@ rpp_status rpp_bank_new(const rpp_config *cfg, rpp_bank **out) {
     b = (rpp_bank *)calloc(1, sizeof(rpp_bank));
     if (b == NULL) return RPP_ERR_NOMEM;
     b->Cp = rpp_padded_classes(cfg->num_classes);
+    b->replace = rpp_window_replace_best(NULL);
     b->slots = (rpp_track **)calloc((size_t)cfg->capacity, sizeof(rpp_track *));
     b->xpad = (float *)calloc((size_t)b->Cp, sizeof(float));
     b->med = (float *)calloc((size_t)b->Cp, sizeof(float));
@@ -483,7 +525,7 @@ static inline int64_t track_step(rpp_bank *b, int32_t slot, rpp_track *t, int64_
     int32_t C = cfg->num_classes, Cp = b->Cp, w = cfg->window, L1 = cfg->lookahead + 1;
     int64_t s = t->count, u = s - cfg->lookahead;
     memcpy(b->xpad, x, sizeof(float) * (size_t)C);
-    window_push(t->sorted, t->ring, w, Cp, C, s, b->xpad);
+    window_push(b->replace, t->sorted, t->ring, w, Cp, C, s, b->xpad);
     t->frames[s % L1] = frame;
     t->last_frame = frame;
     t->count = s + 1;
@@ -492,8 +534,10 @@ static inline int64_t track_step(rpp_bank *b, int32_t slot, rpp_track *t, int64_
         int gap = cfg->max_gap >= 0 && t->done > 0 && fu - t->prev_frame > cfg->max_gap;
         const float *raw = t->ring + (size_t)(u % w) * Cp;
         window_medians(t->sorted, Cp, s >= w ? w : (int32_t)s + 1, b->med);
-        for (int32_t c = 0; c < C; c++)
+        for (int32_t c = 0; c < C; c++) {
+            if (!t->seg_open[c] && b->med[c] < cfg->threshold) continue; /* the common case */
             ne = segment_step(cfg, t, slot, c, b->med[c], raw[c], fu, gap, events, ne);
+        }
         t->prev_frame = fu;
         t->done = u + 1;
     }
@@ -631,6 +675,7 @@ rpp_status rpp_causal_median(const float *scores, int64_t T, int32_t C, int32_t 
                              int32_t lookahead, float *out) {
     float *ring, *sorted, *xp, *m;
     int32_t w = window, L = lookahead, Cp;
+    rpp_replace_fn replace = rpp_window_replace_best(NULL);
     int64_t wstart;
     if (scores == NULL || out == NULL) return T == 0 ? RPP_OK : RPP_ERR_NULL;
     if (C < 1 || w < 1 || L < 0 || L > (w - 1) / 2 || (int64_t)C * w > (INT64_C(1) << 40))
@@ -653,7 +698,7 @@ rpp_status rpp_causal_median(const float *scores, int64_t T, int32_t C, int32_t 
     /* The bank's window code over one track: push every sample, then flush. */
     for (int64_t s = 0; s < T; s++) {
         memcpy(xp, scores + (size_t)s * C, sizeof(float) * (size_t)C);
-        window_push(sorted, ring, w, Cp, C, s, xp);
+        window_push(replace, sorted, ring, w, Cp, C, s, xp);
         if (s >= L) {
             window_medians(sorted, Cp, s >= w ? w : (int32_t)s + 1, m);
             memcpy(out + (size_t)(s - L) * C, m, sizeof(float) * (size_t)C);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "reclnet/postproc.h"
+#include "../src/internal.h" /* the window kernels, to test each one */
 
 static int failures = 0;
 
@@ -395,8 +396,37 @@ static void test_snapshot_continues_identically(void) {
     rpp_bank_free(a);
 }
 
+/* Both window kernels (portable and CPU-specific) against a sort of every column. */
+static void test_window_kernels(void) {
+    enum { W = 25, CP = 24 };
+    static float s1[W * CP], s2[W * CP], ref[W], old[CP], x[CP];
+    uint64_t seed = 99;
+    const char *name = NULL;
+    rpp_replace_fn best = rpp_window_replace_best(&name);
+    for (int i = 0; i < W * CP; i++) s1[i] = (float)floor(rnd(&seed) * 8) / 8;
+    for (int c = 0; c < CP; c++) { /* sort columns */
+        for (int j = 0; j < W; j++) ref[j] = s1[j * CP + c];
+        qsort(ref, W, sizeof(float), cmp_float);
+        for (int j = 0; j < W; j++) s1[j * CP + c] = s2[j * CP + c] = ref[j];
+    }
+    for (int it = 0; it < 2000; it++) {
+        for (int c = 0; c < CP; c++) {
+            old[c] = s1[(int)(rnd(&seed) * W) * CP + c];
+            x[c] = (float)(it % 3 ? floor(rnd(&seed) * 8) / 8 : rnd(&seed));
+        }
+        rpp_window_replace_base(s1, W, CP, old, x);
+        best(s2, W, CP, old, x);
+        CHECK(memcmp(s1, s2, sizeof s1) == 0);
+        for (int c = 0; c < CP && it % 100 == 0; c++) {
+            for (int j = 0; j + 1 < W; j++) CHECK(s1[j * CP + c] <= s1[(j + 1) * CP + c]);
+        }
+    }
+    printf("window kernels: base and %s agree\n", name);
+}
+
 int main(void) {
     CHECK(sizeof(rpp_event) == 48);
+    test_window_kernels();
     test_against_reference();
     test_errors_leave_state_unchanged();
     test_config_and_growth();
