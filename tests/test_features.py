@@ -107,3 +107,11 @@ def test_vgg16_fc7_features() -> None:
     with torch.no_grad():
         out = net(image, boxes)
     assert out.shape == (2, 4096) and (out >= 0).all()  # FC7 after its ReLU
+
+
+@pytest.mark.slow
+def test_feature_graph_is_tensorrt_compatible(exported: tuple[FeatureNet, Path]) -> None:
+    from reclnet.export.tensorrt_check import tensorrt_problems
+
+    # Only K (boxes), H and W (image size) are dynamic; every operator is in the parser's list.
+    assert tensorrt_problems(exported[1]) == []

@@ -1,0 +1,1 @@
+"""Native TensorRT step backend: engine build/deserialize (loader), runner, device memory."""
