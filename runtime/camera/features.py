@@ -2,7 +2,8 @@
 
 The network (export part) takes ``image [1, 3, H, W]`` float32 and ``boxes
 [K, 4]`` float32 ``x1 y1 x2 y2`` in that image's pixels and returns ``[K, D]``;
-how pixels are normalized is read from its sidecar (``preprocessing``). The
+how pixels go in is read from its sidecar (``preprocessing``: channel order,
+value range, whether normalization is inside the graph). The
 session is ONNX Runtime's, imported when a network is loaded, on the CPU by
 default.
 """
@@ -16,9 +17,6 @@ from typing import Any
 import numpy as np
 
 from reclnet.runtime.artifacts import load_artifact
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class FeatureNetwork:
@@ -51,10 +49,15 @@ class FeatureNetwork:
         self.artifact = load_artifact(path, kind="features")
         self.path = Path(path)
         pre: dict[str, Any] = self.artifact.preprocessing
-        self.channels = str(pre.get("channels", pre.get("color", "rgb"))).lower()
-        self.scale = float(pre.get("scale", 1.0 / 255.0))
-        self.mean = np.asarray(pre.get("mean", IMAGENET_MEAN), np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(pre.get("std", IMAGENET_STD), np.float32).reshape(3, 1, 1)
+        # RGB networks get the BGR frame flipped; flow images ("x, y, magnitude") go as they are.
+        self.flip = str(pre.get("channel_order", "RGB")).upper() == "RGB"
+        lo, hi = (float(v) for v in pre.get("value_range", (0.0, 255.0)))
+        self.scale = (hi - lo) / 255.0
+        self.offset = lo
+        # The export puts the mean / std normalization inside the graph; apply it here otherwise.
+        self.normalize = "in graph" not in str(pre.get("normalization", "in graph"))
+        self.mean = np.asarray(pre.get("mean", (0.0, 0.0, 0.0)), np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(pre.get("std", (1.0, 1.0, 1.0)), np.float32).reshape(3, 1, 1)
         opts = ort.SessionOptions()
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
@@ -74,10 +77,13 @@ class FeatureNetwork:
             raise ValueError(
                 f"expected a uint8 [H, W, 3] image, got {image.dtype} {list(image.shape)}"
             )
-        # Flow images have no colour order; the network was trained on them as they are.
-        x = image[:, :, ::-1] if self.channels == "rgb" else image
-        x = x.transpose(2, 0, 1).astype(np.float32) * np.float32(self.scale)
-        return ((x - self.mean) / self.std)[None]
+        x = image[:, :, ::-1] if self.flip else image
+        x = x.transpose(2, 0, 1).astype(np.float32)
+        if self.scale != 1.0 or self.offset != 0.0:
+            x = x * np.float32(self.scale) + np.float32(self.offset)
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        return np.ascontiguousarray(x[None])
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Features of the boxes in one image.
