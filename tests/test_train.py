@@ -165,3 +165,33 @@ def test_bad_training_input(tiny_data, tmp_path) -> None:
         TrainConfig(chunk=0)
     tracks, _ = load_tracks(tiny_data)
     assert tracks  # the fixture itself is fine
+
+
+def test_label_runs_and_temporal_metrics_on_hand_made_tracks() -> None:
+    from reclnet.config import PostprocessConfig
+    from reclnet.train.compare_cells import label_runs, temporal_metrics
+
+    bg = 2
+    labels = np.array([bg] * 40 + [1] * 40 + [bg] * 20 + [0] * 20)
+    assert label_runs(labels, bg) == [(1, 40, 80), (0, 100, 120)]
+    assert label_runs(np.full(5, bg), bg) == []
+    track = LabelledTrack(
+        "v", 0, np.arange(120), np.zeros((120, 4), np.float32), {}, labels.astype(np.int64)
+    )
+    post = PostprocessConfig(window=5, threshold=0.5)
+    perfect = np.eye(3, dtype=np.float32)[labels]
+    m = temporal_metrics([perfect], [track], 2, post)
+    assert (m["tiou"], m["recall@0.5"], m["boundary_error"], m["spurious_per_track"]) == (
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    )
+    assert m["flicker_per_100"] == m["gt_flicker_per_100"] == 100 * 3 / 120
+    # class-1 prediction late by 10 frames, class-0 interval missed, one false segment
+    late = np.eye(3, dtype=np.float32)[np.array([bg] * 50 + [1] * 40 + [bg] * 10 + [bg] * 20)]
+    late[5:15] = np.eye(3, dtype=np.float32)[0]
+    m = temporal_metrics([late], [track], 2, post)
+    assert m["tiou"] == pytest.approx((30 / 50 + 0.0) / 2)
+    assert m["recall@0.5"] == 0.5 and m["boundary_error"] == 20.0
+    assert m["spurious_per_track"] == 1.0 and m["intervals"] == 2
