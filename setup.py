@@ -49,7 +49,10 @@ def extensions() -> list[Extension]:
         include_dirs=["csrc/include", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-std=c99"],
+        # Rebuild when these change; listing them also ships them in the sdist.
         depends=[
+            "runtime/_postproc.pyx",
+            "runtime/_postproc.pxd",
             "csrc/include/reclnet/postproc.h",
             *sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc" / "src").glob("*.h")),
         ],
