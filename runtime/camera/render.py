@@ -179,9 +179,14 @@ def draw_overlay(
             top = int(np.argmax(row[:c]))
             caption += f" {class_names[top]} {row[top]:.2f}"
         _label(caption, out, (x1, y1), color)
-        for k, (label, first, score) in enumerate(segments):
+        # The two best open segments, so that a crowded frame stays readable.
+        best = sorted(segments, key=lambda s: -s[2])
+        for k, (label, first, score) in enumerate(best[:2]):
             name = class_names[label] if 0 <= label < c else str(label)
-            _label(f"> {name} since {first} ({score:.2f})", out, (x1, y2 + 16 * (k + 1)), color)
+            more = f" +{len(best) - 2}" if k == 1 and len(best) > 2 else ""
+            _label(
+                f"> {name} since {first} ({score:.2f}){more}", out, (x1, y2 + 16 * (k + 1)), color
+            )
     if frame is not None or status:
         text = " ".join(t for t in (f"frame {frame}" if frame is not None else "", status) if t)
         _label(text, out, (4, 4), (32, 32, 32))
