@@ -665,22 +665,41 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_summary(doc: dict[str, Any]) -> str:
-    """The short form for the README: header lines, targets, and the step / peers tables."""
-    text = render_markdown(doc)
-    keep, sections = [], re.split(r"(?m)^(?=## )", text)
-    for section in sections:
+SUMMARY_SECTIONS = ("Targets", "step", "peers", "postproc", "scorer", "stream")
+README_START, README_END = "<!-- reclnet-bench:start -->", "<!-- reclnet-bench:end -->"
+
+
+def render_summary(doc: dict[str, Any], heading: str = "##") -> str:
+    """The short form for the README: header lines, the targets and the tables of
+    :data:`SUMMARY_SECTIONS`, with their headings at level ``heading``."""
+    keep = []
+    for section in re.split(r"(?m)^(?=## )", render_markdown(doc)):
         title = section.split("\n", 1)[0]
-        if not title.startswith("## ") or title[3:].strip() in (
-            "Targets",
-            "step",
-            "peers",
-            "postproc",
-            "scorer",
-            "stream",
-        ):
-            keep.append(section)
-    return "".join(keep).replace("# reclnet benchmark results", "", 1).strip() + "\n"
+        if not title.startswith("## "):
+            keep.append(section.replace("# reclnet benchmark results\n", "", 1))
+        elif title[3:].strip() in SUMMARY_SECTIONS:
+            keep.append(heading + section[2:])
+    return "".join(keep).strip() + "\n"
+
+
+def update_readme(readme: Path, doc: dict[str, Any]) -> None:
+    """Replace the text between the README's ``reclnet-bench`` markers with the summary.
+
+    Raises
+    ------
+    ValueError
+        When the markers are missing or out of order (nothing is written then).
+    """
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(
+            f"{readme}: needs the lines {README_START} and {README_END} (in this order) "
+            "around the results"
+        )
+    body = render_summary(doc, heading="####")
+    new = text[: start + len(README_START)] + "\n" + body + text[end:]
+    readme.write_text(new)
 
 
 # ---------------------------------------------------------------- plots
@@ -852,13 +871,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument(
+        "--readme",
+        type=Path,
+        metavar="PATH",
+        help="also put the summary between the reclnet-bench markers of this README",
+    )
+    parser.add_argument(
         "--bench-dir", type=Path, default=BENCH_DIR, help=argparse.SUPPRESS
     )  # for tests: a directory of other bench_*.py
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``reclnet bench [--quick] [--out DIR] [--only NAME...] [--list]``.
+    """``reclnet bench [--quick] [--out DIR] [--only NAME...] [--list] [--readme PATH]``.
 
     Returns 0 when every benchmark ran or skipped, 1 when one failed, 2 on bad arguments.
     """
@@ -879,6 +904,12 @@ def main(argv: list[str] | None = None) -> int:
     doc = run_suite(paths, quick=args.quick, command=command)
     written = write_results(doc, args.out)
     print(render_summary(doc))
+    if args.readme is not None:
+        try:
+            update_readme(args.readme, doc)
+        except (OSError, ValueError) as exc:
+            print(f"reclnet bench: README not updated: {exc}", file=sys.stderr)
+            return 2
     print(f"wrote {written['json']}, {written['md']} and {len(doc['plots'])} plot(s) in {args.out}")
     return 1 if any(b["status"] == "failed" for b in doc["benchmarks"]) else 0
 

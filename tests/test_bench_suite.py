@@ -188,6 +188,25 @@ def test_only_one_benchmark_exits_zero(bench_dir: Path, tmp_path: Path) -> None:
     assert suite.main(["--bench-dir", str(bench_dir), "--only", "nope"]) == 2
 
 
+def test_readme_block_is_replaced_between_markers(bench_dir: Path, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    head, tail = "# x\n\n## Benchmarks\n\nintro\n\n", "\n\n## Later\n\nkept\n"
+    readme.write_text(f"{head}{suite.README_START}\nold table\n{suite.README_END}{tail}")
+    argv = ["--out", str(tmp_path / "o"), "--bench-dir", str(bench_dir), "--only", "step"]
+    assert suite.main([*argv, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith(head) and text.endswith(f"{suite.README_END}{tail}")
+    assert "old table" not in text
+    assert "#### step" in text and "| step N=128 | ort int8 |" in text
+    assert "#### Targets" in text and "- command: `reclnet bench --out" in text
+    assert "# reclnet benchmark results" not in text
+    before = readme.read_text()
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    assert suite.main([*argv, "--readme", str(bare)]) == 2
+    assert bare.read_text() == "no markers\n" and readme.read_text() == before
+
+
 def test_validate_row() -> None:
     good = {
         "benchmark": "b",
