@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from reclnet.config import RecLNetConfig
 from reclnet.train.checkpoint import load_checkpoint
-from reclnet.train.data import LabelledTrack, load_tracks
+from reclnet.train.data import DatasetError, LabelledTrack, load_tracks
 from reclnet.train.model import RecLNet
 from reclnet.train.synthetic import FeatureSpec, make_builtin_dataset
 from reclnet.train.train import TrackBank, TrainConfig, main, predict_tracks, train
@@ -163,6 +164,26 @@ def test_bad_training_input(tiny_data, tmp_path) -> None:
         train(tiny_data, tmp_path, train_split="nope", **TINY)
     with pytest.raises(ValueError, match="chunk"):
         TrainConfig(chunk=0)
+    # NaN features in the file are caught while loading, naming video, track and stream
+    bad = tmp_path / "nan.h5"
+    bad.write_bytes(tiny_data.read_bytes())
+    with h5py.File(bad, "r+") as f:
+        f["videos/v000001/tracks/t000000/features/flow"][3, 1] = np.nan
+    with pytest.raises(DatasetError, match=r"track 0: features\['flow'\] contain NaN"):
+        train(bad, tmp_path / "nan", **TINY)
+    # resuming into a folder trained with another model is refused
+    train(tiny_data, tmp_path / "r", streams={"rgb": 6}, epochs=1, **TINY)
+    with pytest.raises(ValueError, match="cannot resume .* different model"):
+        train(
+            tiny_data,
+            tmp_path / "r",
+            streams={"rgb": 6},
+            cell="gru",
+            memory_size=5,
+            epochs=2,
+            resume=True,
+            progress=False,
+        )
     tracks, _ = load_tracks(tiny_data)
     assert tracks  # the fixture itself is fine
 

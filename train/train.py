@@ -44,7 +44,7 @@ import torch
 from tqdm import tqdm
 
 from reclnet.config import RecLNetConfig
-from reclnet.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from reclnet.train.checkpoint import read_checkpoint, save_checkpoint
 from reclnet.train.data import LabelledTrack, load_tracks
 from reclnet.train.model import RecLNet
 
@@ -248,6 +248,8 @@ def _run_epoch(
             loss = torch.nn.functional.nll_loss(
                 logp.reshape(-1, num_classes), labels.reshape(-1), ignore_index=IGNORE
             )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: the loss is {float(loss)} (training diverged)")
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -368,6 +370,11 @@ def train_stage(
     start = 0
     if resume and checkpoint.is_file():
         payload = read_checkpoint(checkpoint)
+        if payload["model_config"] != model.config.to_dict():
+            raise ValueError(
+                f"cannot resume from {checkpoint}: it holds a different model "
+                f"({payload['model_config']} vs {model.config.to_dict()})"
+            )
         model.load_state_dict(payload["model"])
         if payload.get("optimizer") is not None:
             optimizer.load_state_dict(payload["optimizer"])
@@ -597,8 +604,3 @@ def main(argv: list[str] | None = None) -> int:
         f"{m['mean_class_accuracy']:.3f}, checkpoint {result.checkpoint}"
     )
     return 0
-
-
-def load_model(path: str | os.PathLike) -> RecLNet:
-    """The model of a checkpoint written by :func:`train` (eval mode)."""
-    return load_checkpoint(path)[0]
