@@ -35,9 +35,15 @@
  * RPP_NEED_MORE with the required capacity in *n_events and change nothing; the caller
  * grows its array and repeats the call. No event is ever dropped.
  *
- * Every function returns an rpp_status (RPP_OK == 0); on error the bank is unchanged.
+ * Every function that can fail returns an rpp_status (RPP_OK == 0; the others are
+ * free, status_string, error_row and get_api); on error the bank is unchanged.
  * Every allocation is checked. There is no global mutable state: banks are
  * independent; one bank must not be used by two threads at once.
+ *
+ * Cost: per pushed sample O(w * C) branch-free SIMD work for the windows (all classes
+ * of a track updated together; AVX2 picked at run time, SSE2/scalar otherwise), O(C)
+ * for thresholds, O(log k) per sample in an open segment, O(k) per event. Memory per
+ * track: about 4 * (2 * w * C + k * C) bytes.
  *
  * Snapshot: rpp_bank_save_state / rpp_bank_load_state serialize the full state of a
  * bank (config, slots, track ids, windows, open segments, top-k heaps, last frames)
