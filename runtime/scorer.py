@@ -388,7 +388,7 @@ class OnlineScorer:
 
         # Plan without changing anything, so that a failing step leaves no trace.
         expired = self._expired(frame)
-        slots = pool.lookup(ids.tolist())
+        slots = pool.lookup(ids)
         if expired.size:
             slots[np.isin(slots, expired)] = -1  # timed out: comes back as a new track
         new = slots < 0
@@ -454,7 +454,7 @@ class OnlineScorer:
             An id is not a live track (nothing is ended then).
         """
         ids = self._check_ids(np.asarray(list(track_ids), dtype=np.int64))
-        slots = self.pool.lookup(ids.tolist())
+        slots = self.pool.lookup(ids)
         if (slots < 0).any():
             unknown = ids[slots < 0].tolist()
             raise KeyError(f"end_tracks: unknown or already ended track id(s) {unknown[:10]}")

@@ -17,7 +17,6 @@ ring; that is the price of returning its whole tube.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -78,6 +77,9 @@ class StatePool:
         self.open_starts: dict[int, dict[int, int]] = {}
         self.id_to_slot: dict[int, int] = {}
         self._free: list[int] = []
+        # Bumped whenever a track opens or ends: invalidates cached id -> slot lookups.
+        self.version = 0
+        self._last_lookup: tuple[np.ndarray, np.ndarray, int] | None = None
         self._grow(int(capacity))
 
     # ------------------------------------------------------------------ sizes
@@ -140,10 +142,21 @@ class StatePool:
         return int(sum(a.nbytes for a in arrays))
 
     # ---------------------------------------------------------------- lookups
-    def lookup(self, track_ids: Iterable[int]) -> np.ndarray:
-        """Slots of ``track_ids`` (int64 ``[N]``), -1 for ids that are not live."""
+    def lookup(self, track_ids: np.ndarray) -> np.ndarray:
+        """Slots (int64 ``[N]``, a new array) of ``track_ids`` int64 ``[N]``; -1 if not live."""
+        last = self._last_lookup
+        # Steady state: the same tracks as the previous frame, nothing opened or ended.
+        if (
+            last is not None
+            and last[2] == self.version
+            and last[0].shape == track_ids.shape
+            and np.array_equal(last[0], track_ids)
+        ):
+            return last[1].copy()
         get = self.id_to_slot.get
-        return np.fromiter((get(t, -1) for t in track_ids), np.int64)
+        slots = np.fromiter((get(t, -1) for t in track_ids.tolist()), np.int64, track_ids.size)
+        self._last_lookup = (track_ids.copy(), slots.copy(), self.version)
+        return slots
 
     def live_slots(self) -> np.ndarray:
         """Slots of the live tracks, ascending (int64)."""
@@ -157,6 +170,7 @@ class StatePool:
         if not self._free:
             self._grow(2 * self.capacity)
         slot = heapq.heappop(self._free)
+        self.version += 1
         self.id_to_slot[int(track_id)] = slot
         self.states[slot] = 0.0
         self.track_ids[slot] = track_id
@@ -172,6 +186,7 @@ class StatePool:
         if not self.live[slot]:
             raise KeyError(f"slot {slot} is not live")
         del self.id_to_slot[int(self.track_ids[slot])]
+        self.version += 1
         self.live[slot] = False
         self.bank_slot[slot] = -1
         self.states[slot] = 0.0
@@ -280,6 +295,7 @@ class StatePool:
         self.hist_frames[slots] = hist_frames
         self.hist_boxes[slots] = hist_boxes
         self.id_to_slot = dict(zip(np.asarray(track_ids).tolist(), slots.tolist(), strict=True))
+        self.version += 1
         taken = set(slots.tolist())
         self._free = [s for s in range(self.capacity) if s not in taken]  # sorted: a heap
         for s, label, idx in np.asarray(open_starts, np.int64).tolist():

@@ -103,6 +103,7 @@ def load(
     int8: bool = False,
     io_binding: bool | None = None,
     threads: int | None = None,
+    spinning: bool = False,
     postprocess: PostprocessConfig | None = None,
 ) -> Any:
     """Load an exported step model (``step.onnx`` or ``step.int8.onnx`` + sidecar) into ORT.
@@ -118,6 +119,9 @@ def load(
         on for cuda / tensorrt, off for cpu (where it also works, for testing).
     threads : int, optional
         Intra-op threads of the session.
+    spinning : bool
+        Let idle intra-op threads spin between steps (off by default: they would
+        compete with the scorer's post-processing for the same cores).
     postprocess : PostprocessConfig, optional
         Overrides the sidecar's post-processing defaults.
 
@@ -136,5 +140,10 @@ def load(
     from .runner import OrtRunner
 
     return OrtRunner(
-        model, providers=plist, io_binding=io_binding, threads=threads, postprocess=postprocess
+        model,
+        providers=plist,
+        io_binding=io_binding,
+        threads=threads,
+        spinning=spinning,
+        postprocess=postprocess,
     )

@@ -38,6 +38,9 @@ class OrtRunner(RunnerBase):
         Device-resident states (see the module docstring); default: on unless on CPU.
     threads : int, optional
         Intra-op threads.
+    spinning : bool
+        Let idle intra-op threads spin (lower step latency on an otherwise idle machine,
+        but they compete with the scorer's host work on the same cores).
     postprocess : PostprocessConfig, optional
         Overrides the sidecar's post-processing defaults.
     """
@@ -51,6 +54,7 @@ class OrtRunner(RunnerBase):
         providers: Sequence[tuple[str, dict[str, Any]]] = (("CPUExecutionProvider", {}),),
         io_binding: bool | None = None,
         threads: int | None = None,
+        spinning: bool = False,
         postprocess: PostprocessConfig | None = None,
     ) -> None:
         try:
@@ -65,6 +69,9 @@ class OrtRunner(RunnerBase):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
+        # Spinning worker threads would keep the cores busy after each step, slowing the
+        # scorer's own work (checks, post-processing) that follows it on the same cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         available = set(ort.get_available_providers())
         missing = [name for name, _ in providers if name not in available]
         if missing:

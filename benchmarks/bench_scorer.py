@@ -1,0 +1,233 @@
+"""Per-frame latency of the online scorer vs live tracks, each backend, against a naive loop.
+
+One frame = ``OnlineScorer.update``: input checks, one batched model step over all
+live tracks, the C post-processing core (median window 25 with lookahead 12,
+threshold, top-k), events and tubes. Model: the paper's configuration
+(``RecLNetConfig()``: two 4096-d streams, 2 GRU layers of 256, fusion layer,
+11.2 M parameters) with seeded random weights, exported once per run to
+``step.onnx`` and its INT8 copy (``reclnet.export.quantize``, input projections).
+
+Implementations, same inputs, same process:
+
+* ``scorer onnxruntime fp32`` / ``scorer onnxruntime int8``: ONNX Runtime CPU;
+* ``scorer torch``: the PyTorch reference backend (batched ``RecLNet.step``);
+* ``scorer tensorrt``: when TensorRT and an engine are available (never on CPU-only machines);
+* baseline ``naive per-track torch loop + numpy median``: PyTorch eager, one
+  ``RecLNet.step`` per track, then per track ``np.median`` over its last 25 scores
+  and a Python threshold state machine, every frame.
+
+Per row: p50 (``median``), ``p99``, min / max in ms per frame, ``step_ms`` (median
+time inside the backend step), ``outside_step_fraction`` (1 - median step / median
+frame: input checks, state gather/scatter, post-processing, events) and the speed-up
+over the naive loop at the same N. Tracks stay live for the whole measurement
+(constant N); features are fixed random rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reclnet.benchmarks.timing import Timing, measure_each
+
+TRACKS = (1, 10, 50, 100, 200)
+BUDGET_MS = 40.0  # 25 fps
+NAIVE = "naive per-track torch loop + numpy median"
+
+
+class _TimedRunner:
+    """Forwards to a runner and records the duration of each step."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name, self.config = inner.name, inner.config
+        self.postprocess, self.device_resident = inner.postprocess, inner.device_resident
+        self.times: list[float] = []
+
+    def step(self, features: Any, state: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self.inner.step(features, state)
+        self.times.append(time.perf_counter() - t0)
+        return out
+
+    def fetch_state(self, state: Any) -> np.ndarray:
+        return self.inner.fetch_state(state)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _NaiveScorer:
+    """The baseline: each track stepped alone in PyTorch eager, numpy median per track."""
+
+    def __init__(self, model: Any, window: int, threshold: float) -> None:
+        import torch
+
+        self.torch, self.model = torch, model
+        self.window, self.threshold = window, threshold
+        self.states: dict[int, Any] = {}
+        self.history: dict[int, list[np.ndarray]] = {}
+        self.open: dict[int, np.ndarray] = {}
+
+    def update(self, ids: np.ndarray, features: dict[str, np.ndarray]) -> int:
+        torch, c = self.torch, self.model.config.num_actions
+        events = 0
+        with torch.inference_mode():
+            for i, tid in enumerate(ids.tolist()):
+                state = self.states.get(tid)
+                if state is None:
+                    state = torch.zeros(1, self.model.config.state_size)
+                feats = {k: torch.from_numpy(v[i : i + 1]) for k, v in features.items()}
+                probs, self.states[tid] = self.model.step(feats, state)
+                hist = self.history.setdefault(tid, [])
+                hist.append(probs[0, :c].numpy())
+                del hist[: -self.window]
+                smoothed = np.median(np.stack(hist), axis=0)
+                on = smoothed >= self.threshold
+                was = self.open.get(tid, np.zeros(c, bool))
+                events += int(np.count_nonzero(on != was))
+                self.open[tid] = on
+        return events
+
+
+def _model_dir(tmp: Path) -> tuple[Any, dict[str, Path]]:
+    import torch
+
+    from reclnet.config import RecLNetConfig
+    from reclnet.export.onnx_export import export_step
+    from reclnet.export.quantize import quantize_step
+    from reclnet.train.model import RecLNet
+
+    torch.manual_seed(0)
+    model = RecLNet(RecLNetConfig()).eval()
+    fp32 = export_step(model, tmp / "step.onnx")
+    int8 = quantize_step(fp32, tmp / "step.int8.onnx")
+    return model, {"fp32": fp32, "int8": int8}
+
+
+def _inputs(config: Any, n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1000, 1000 + n, dtype=np.int64)
+    feats = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.streams.items()}
+    boxes = np.tile(np.array([[10, 20, 60, 140]], np.float32), (n, 1))
+    return ids, feats, boxes
+
+
+def _row(case: str, impl: str, t: Timing, base: Timing | None, n: int, **extra: Any) -> dict:
+    ms = t.scaled(1e3)
+    return {
+        "benchmark": "scorer",
+        "case": case,
+        "impl": impl,
+        "baseline": None if base is None else NAIVE,
+        "unit": "ms",
+        "min": ms.min,
+        "median": ms.median,
+        "max": ms.max,
+        "ratio_vs_baseline": None if base is None else base.median / t.median,
+        "p99": ms.p99,
+        "n": n,
+        **extra,
+    }
+
+
+def _time_scorer(runner: Any, n: int, calls: int) -> tuple[Timing, float]:
+    from reclnet.runtime import OnlineScorer
+
+    timed = _TimedRunner(runner)
+    scorer = OnlineScorer(timed, window=25, lookahead=12, threshold=0.1, top_k=40)
+    ids, feats, boxes = _inputs(runner.config, n, seed=n)
+    frame = [0]
+
+    def one() -> None:
+        frame[0] += 1
+        scorer.update(frame[0], ids, feats, boxes)
+
+    timing = measure_each(one, calls=calls, warmup=30)
+    step = float(np.median(timed.times[-calls:]))
+    return timing, step
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Rows (see the module docstring); ``quick`` measures N in {1, 100} with fewer frames."""
+    import torch
+
+    from reclnet.runtime.backends import available_backends, load_backend
+
+    torch.set_num_threads(2)
+    tracks = (1, 100) if quick else TRACKS
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench_scorer_") as tmp:
+        model, paths = _model_dir(Path(tmp))
+        runners = {
+            "scorer onnxruntime fp32": lambda: load_backend("onnxruntime", model=paths["fp32"]),
+            "scorer onnxruntime int8": lambda: load_backend("onnxruntime", model=paths["int8"]),
+            "scorer torch": lambda: load_backend("torch", model=model),
+        }
+        for n in tracks:
+            calls = 40 if quick else max(30, min(200, 4000 // n))
+            naive = _NaiveScorer(model, window=25, threshold=0.1)
+            ids, feats, _ = _inputs(model.config, n, seed=n)
+            base = measure_each(
+                lambda naive=naive, ids=ids, feats=feats: naive.update(ids, feats),
+                calls=max(10, calls // 4),
+                warmup=3,
+            )
+            case = f"{n} tracks"
+            rows.append(_row(case, NAIVE, base, None, n))
+            for impl, make in runners.items():
+                with make() as runner:
+                    t, step = _time_scorer(runner, n, calls)
+                outside = max(0.0, 1.0 - step / t.median)
+                extra: dict[str, Any] = {
+                    "step_ms": step * 1e3,
+                    "outside_step_fraction": outside,
+                }
+                if "int8" in impl:
+                    extra["budget_ms"] = BUDGET_MS
+                    extra["fits_budget"] = bool(t.p99 * 1e3 <= BUDGET_MS)
+                rows.append(_row(case, impl, t, base, n, **extra))
+    if "tensorrt" not in available_backends():
+        rows.append(
+            {
+                "benchmark": "scorer",
+                "case": "tensorrt",
+                "impl": "scorer tensorrt",
+                "baseline": NAIVE,
+                "unit": "ms",
+                "min": float("nan"),
+                "median": float("nan"),
+                "max": float("nan"),
+                "ratio_vs_baseline": None,
+                "skipped": "TensorRT is not installed (no NVIDIA GPU on this machine)",
+            }
+        )
+    return rows
+
+
+def _print(rows: list[dict]) -> None:
+    head = f"{'case':<11} {'impl':<44} {'p50 ms':>8} {'p99 ms':>8} {'step ms':>8} {'outside':>8} {'vs naive':>8}"
+    print(head)
+    for r in rows:
+        if r.get("skipped"):
+            print(f"{r['case']:<11} {r['impl']:<44} skipped: {r['skipped']}")
+            continue
+        ratio = r["ratio_vs_baseline"]
+        step = r.get("step_ms")
+        out = r.get("outside_step_fraction")
+        print(
+            f"{r['case']:<11} {r['impl']:<44} {r['median']:8.2f} {r['p99']:8.2f} "
+            f"{'' if step is None else f'{step:8.2f}':>8} "
+            f"{'' if out is None else f'{100 * out:7.1f}%':>8} "
+            f"{'' if ratio is None else f'{ratio:7.1f}x':>8}"
+        )
+
+
+if __name__ == "__main__":
+    import sys
+
+    _print(run(quick="--quick" in sys.argv))
