@@ -269,3 +269,76 @@ def test_ctrl_c_ends_cleanly_with_events_flushed(model_dir: Path, tmp_path: Path
     assert 0 < frames_done < 795
     check_events(events, frames_done, (768, 576))  # every open segment was closed
     json.dumps(events)
+
+
+class _DyingCamera:
+    """A camera delivering ``frames`` frames of a walking figure, then unplugged for good."""
+
+    opened = 0
+
+    def __init__(self, spec) -> None:
+        type(self).opened += 1
+        self.first = type(self).opened == 1
+        self.i = 0
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return self.first
+
+    def read(self):
+        if self.i >= 25:
+            return False, None
+        img = np.full((120, 160, 3), 60, np.uint8)
+        img[20:100, 10 + 3 * self.i : 40 + 3 * self.i] = 200
+        self.i += 1
+        return True, img
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def release(self) -> None:
+        pass
+
+
+def test_lost_camera_is_retried_then_ends_cleanly(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import reclnet.runtime.camera.source as source_module
+
+    _DyingCamera.opened = 0
+    monkeypatch.setattr(source_module.cv2, "VideoCapture", _DyingCamera)
+    write_mot(
+        tmp_path / "t.txt",
+        np.arange(25),
+        np.full(25, 3),
+        np.array([[10 + 3 * i, 20, 40 + 3 * i, 100] for i in range(25)], np.float64),
+    )
+    events_path = tmp_path / "e.jsonl"
+    status = stream_main(
+        [
+            "0",
+            "--model",
+            str(model_dir),
+            "--tracks",
+            str(tmp_path / "t.txt"),
+            "--events",
+            str(events_path),
+            "--render",
+            str(tmp_path / "o.mp4"),
+            "--retries",
+            "2",
+            "--backoff",
+            "0.01",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 1
+    assert (
+        "camera 0 stopped delivering frames and did not come back after 2 retries" in captured.err
+    )
+    assert _DyingCamera.opened == 3  # the first session + 2 retries
+    assert "25 frames" in captured.out
+    events = read_events(events_path)
+    assert events and {e["track_id"] for e in events} == {3}
+    check_events(events, 25, (160, 120))  # the open segments were ended and written
+    with open_source(tmp_path / "o.mp4") as video:
+        assert sum(1 for _ in video) == 25

@@ -213,6 +213,14 @@ class LiveSource:
         self.fps = fps if 0 < fps < 1000 else 25.0
         self.width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         self.height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        self._pending: np.ndarray | None = None
+        if self.width <= 0 or self.height <= 0:
+            # Some backends report no size before the first frame: read it now, serve it first.
+            ok, image = cap.read()
+            if not ok or image is None:
+                raise CameraLostError(f"{describe_source(spec)} opened but delivered no frame")
+            self._pending = image
+            self.height, self.width = image.shape[:2]
         count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         self.declared_frames = int(count) if count > 0 else 0
         if ends is None:
@@ -257,7 +265,10 @@ class LiveSource:
         start = time.monotonic()
         while True:
             assert self._cap is not None
-            ok, image = self._cap.read()
+            if self._pending is not None:
+                ok, image, self._pending = True, self._pending, None
+            else:
+                ok, image = self._cap.read()
             if ok and image is not None:
                 if image.ndim == 2:
                     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
