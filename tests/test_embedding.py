@@ -168,3 +168,29 @@ def test_capsule_client_extension(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got, np.concatenate(ref).astype(EVENT_DTYPE))
     with pytest.raises(ValueError, match="NaN or infinite"):
         module.run(np.full(10, np.nan, np.float32).tobytes(), 2, 5, 3, 1, 0.5)
+
+
+def test_ctypes_calls_the_core_in_the_extension() -> None:
+    import ctypes
+
+    lib = ctypes.CDLL(_postproc.__file__)
+    f32p = ctypes.POINTER(ctypes.c_float)
+    lib.rpp_causal_median.restype = ctypes.c_int
+    lib.rpp_causal_median.argtypes = [
+        f32p,
+        ctypes.c_int64,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        ctypes.c_int32,
+        f32p,
+    ]
+    lib.rpp_status_string.restype = ctypes.c_char_p
+    x = np.random.default_rng(4).random((40, 3), dtype=np.float32)
+    out = np.empty_like(x)
+    status = lib.rpp_causal_median(x.ctypes.data_as(f32p), 40, 3, 7, 3, out.ctypes.data_as(f32p))
+    assert status == 0
+    np.testing.assert_array_equal(out, causal_median(x, 7, 3))
+    assert (
+        lib.rpp_causal_median(x.ctypes.data_as(f32p), 40, 3, 7, 4, out.ctypes.data_as(f32p)) == -3
+    )
+    assert lib.rpp_status_string(-3) == b"invalid configuration"
