@@ -410,6 +410,8 @@ class OnlineScorer:
                 state = pool.states[np.where(new, 0, slots)]
                 state[new] = 0.0
             probs, new_state = self.runner.step(feats, state)
+            # Our own copy: a runner may hand out a buffer it reuses next step.
+            probs = np.array(probs, dtype=np.float32)
             if not np.isfinite(probs).all():
                 raise BackendError(
                     f"backend {self.runner.name} returned non-finite probabilities; "
