@@ -38,14 +38,15 @@ import numpy as np
 
 from reclnet.config import PostprocessConfig
 from reclnet.runtime.localize import localize_track, temporal_iou
-from reclnet.train.data import LabelledTrack, load_tracks
+from reclnet.train.checkpoint import load_checkpoint
+from reclnet.train.data import LabelledTrack, load_tracks, open_dataset
 from reclnet.train.synthetic import (
     FeatureSpec,
     default_ucf_root,
     make_builtin_dataset,
     make_ucf_dataset,
 )
-from reclnet.train.train import predict_tracks, train
+from reclnet.train.train import TrainResult, predict_tracks, train
 
 __all__ = ["label_runs", "temporal_metrics", "main"]
 
@@ -163,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ucf-root", default=None)
+    p.add_argument(
+        "--thresholds",
+        default="0.1,0.5",
+        help="localization thresholds to report (0.1 is the runtime default)",
+    )
+    p.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="reuse <out>/data.h5 and <out>/<cell>/model.pt instead of training",
+    )
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.ucf_root) if args.ucf_root else default_ucf_root()
     data = out / "data.h5"
     t0 = time.perf_counter()
-    if (root / "pyannot_with_class_names.pkl").is_file():
+    if args.eval_only:
+        with open_dataset(data) as ds:
+            kind = "ucf101-24" if "test" in ds.splits() else "builtin"
+    elif (root / "pyannot_with_class_names.pkl").is_file():
         kind = "ucf101-24"
         make_ucf_dataset(
             data, root, spec=spec, seed=args.seed, max_train=args.max_train, max_test=args.max_test
@@ -179,38 +193,57 @@ def main(argv: list[str] | None = None) -> int:
         kind = "builtin"
         print(f"UCF101-24 annotations not found under {root}: using the built-in geometry")
         make_builtin_dataset(data, args.max_train + args.max_test, spec=spec, seed=args.seed)
-    print(f"dataset ({kind}) written in {time.perf_counter() - t0:.1f}s: {data}")
+    print(f"dataset ({kind}) ready in {time.perf_counter() - t0:.1f}s: {data}")
     test_tracks, info = load_tracks(data, "test" if kind == "ucf101-24" else "val")
     results: dict[str, Any] = {"dataset": kind, "args": vars(args), "cells": {}}
+    thresholds = [float(t) for t in args.thresholds.split(",")]
     for cell in args.cells.split(","):
-        res = train(
-            data,
-            out / cell,
-            cell=cell,
-            projection_size=args.projection_size,
-            memory_size=args.memory_size,
-            epochs=args.epochs,
-            fusion_epochs=args.fusion_epochs,
-            lr=args.lr,
-            threads=args.threads,
-            seed=args.seed,
-        )
+        if args.eval_only:
+            model, payload = load_checkpoint(out / cell / "model.pt")
+            res = TrainResult(
+                model,
+                out / cell / "model.pt",
+                payload["metrics"],
+                {},
+                payload["metrics"]["seconds"],
+            )
+        else:
+            res = train(
+                data,
+                out / cell,
+                cell=cell,
+                projection_size=args.projection_size,
+                memory_size=args.memory_size,
+                epochs=args.epochs,
+                fusion_epochs=args.fusion_epochs,
+                lr=args.lr,
+                threads=args.threads,
+                seed=args.seed,
+            )
         probs = predict_tracks(res.model, test_tracks)
         row = {
             "train_seconds": res.seconds,
             "frame_accuracy": res.metrics["frame_accuracy"],
             "mean_class_accuracy": res.metrics["mean_class_accuracy"],
             "majority_accuracy": res.metrics["majority_accuracy"],
-            **temporal_metrics(probs, test_tracks, info.num_actions),
         }
+        for thr in thresholds:
+            post = PostprocessConfig(threshold=thr)
+            tm = temporal_metrics(probs, test_tracks, info.num_actions, post)
+            row.update({k if "flicker" in k else f"{k}@thr{thr:g}": v for k, v in tm.items()})
         results["cells"][cell] = row
         print(f"{cell}: {json.dumps(row)}", flush=True)
     (out / "compare.json").write_text(json.dumps(results, indent=1))
-    keys = ["frame_accuracy", "mean_class_accuracy", "tiou", "recall@0.5", "boundary_error"]
-    keys += ["spurious_per_track", "flicker_per_100", "train_seconds"]
-    print(f"\n{'cell':<6}" + "".join(f"{k:>20}" for k in keys))
-    for cell, row in results["cells"].items():
-        print(f"{cell:<6}" + "".join(f"{row[k]:>20.3f}" for k in keys))
+    keys = ["frame_accuracy", "mean_class_accuracy", "flicker_per_100", "train_seconds"]
+    for thr in thresholds:
+        keys += [
+            f"{k}@thr{thr:g}"
+            for k in ("tiou", "recall@0.5", "boundary_error", "spurious_per_track")
+        ]
+    print()
+    for key in keys:
+        print(f"{key:<32}" + "".join(f"{row[key]:>10.3f}" for row in results["cells"].values()))
+    print(f"{'cell':<32}" + "".join(f"{c:>10}" for c in results["cells"]))
     gt = next(iter(results["cells"].values()))["gt_flicker_per_100"]
     print(f"(ground-truth flicker per 100 frames: {gt:.3f}; written {out / 'compare.json'})")
     return 0
