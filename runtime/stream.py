@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=int, default=10, help="end a track unseen for N frames")
     p.add_argument("--retries", type=int, default=5, help="live source: reconnection attempts")
     p.add_argument("--backoff", type=float, default=0.5, help="live source: first retry wait (s)")
-    p.add_argument("--quiet", action="store_true", help="no progress display, no event lines")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress display and no event lines (summary only)"
+    )
     return p
 
 
@@ -336,10 +338,10 @@ def run_stream(args: argparse.Namespace) -> int:
             )
         if status:
             print(f"reclnet stream: {reason}", file=sys.stderr)
-        if not args.quiet:
-            print(
-                f"{reason}: {pipeline.frames} frames, {len(pipeline.track_ids_seen)} tracks, "
-                f"{len(pipeline.events)} events"
-            )
-            print(timer.format())
+        # The summary and the latency table, also with --quiet.
+        print(
+            f"{reason}: {pipeline.frames} frames, {len(pipeline.track_ids_seen)} tracks, "
+            f"{len(pipeline.events)} events"
+        )
+        print(timer.format())
     return status

@@ -131,7 +131,7 @@ def plot_timeline(
         Figure title.
     ground_truth : dict, optional
         ``track_id -> [(label, first_frame, last_frame), ...]``: the true
-        action intervals, drawn as blue bars under the segments (as in the
+        action intervals, drawn as black bars under the segments (blue in the
         paper's Figure 3).
 
     Returns
@@ -174,8 +174,8 @@ def plot_timeline(
             ax.plot([first, last], [-0.07, -0.07], color=color, lw=5, solid_capstyle="butt")
             ax.text(first, -0.2, f"{class_names[label]} {score:.2f}", fontsize=7, color=color)
         for label, first, last in (ground_truth or {}).get(tid, []):
-            ax.plot([first, last], [-0.14, -0.14], color="tab:blue", lw=5, solid_capstyle="butt")
-            ax.text(last, -0.17, f" true: {class_names[label]}", fontsize=7, color="tab:blue")
+            ax.plot([first, last], [-0.14, -0.14], color="black", lw=5, solid_capstyle="butt")
+            ax.text(last, -0.17, f" true: {class_names[label]}", fontsize=7, color="black")
         if c and len(frames):
             best = np.unravel_index(int(np.argmax(probs[:, :c])), (len(frames), c))
             ax.axvline(frames[best[0]], color="gold", lw=1.2)
@@ -188,7 +188,7 @@ def plot_timeline(
     xlabel = "frame" if not fps else f"frame ({fps:g} fps)"
     axes[-1, 0].set_xlabel(xlabel)
     fig.suptitle(
-        title or "action scores per track (bars: localized segments; blue: ground truth)",
+        title or "action scores per track (bars: localized segments; black: ground truth)",
         fontsize=10,
     )
     fig.tight_layout()
