@@ -183,11 +183,13 @@ def _int8_variant() -> str:
     return str(inspect.signature(quantize_step).parameters["variant"].default)
 
 
-#: floor_kind -> (impl label, fold the projection, INT8 variant or None for fp32)
+#: floor_kind -> (impl label, fold the projection, INT8 variant ("default": the export's
+#: default) or None for fp32)
 FLOORS = {
     "fp32_torch": ("floor fp32 (PyTorch model)", False, None),
     "fp32_exported": ("floor fp32 (exported step, projection folded)", True, None),
-    "int8_exported": ("floor int8 (exported step, {variant})", True, "int8"),
+    "int8_exported": ("floor int8 (exported step, {variant})", True, "default"),
+    "int8_all": ("floor int8 (exported step, every matrix)", True, "signed"),
 }
 
 
@@ -207,7 +209,8 @@ def run(quick: bool = False) -> list[dict]:
         N=<n>`` rows (ms) with ``n`` and ``floor_kind``: the PyTorch model in fp32
         (``fp32_torch``), the exported step with its projection folded in fp32
         (``fp32_exported``, weights from memory) and in INT8 (``int8_exported``, the
-        export's default variant, weights from the last-level cache). Each floor is the
+        export's default variant, and ``int8_all``, every matrix INT8; weights from the
+        last-level cache). Each floor is the
         larger of ``memory_ms`` (bytes / bandwidth) and ``compute_ms`` (FLOPs / fp32
         matmul throughput), named by ``bound``.
     """
@@ -234,7 +237,10 @@ def run(quick: bool = False) -> list[dict]:
     for n in TRACKS:
         for kind, (label, fold, int8) in FLOORS.items():
             size = step_model_size(config, fold_projection=fold)
-            weights = size.int8_bytes(variant) if int8 else size.fp32_weight_bytes
+            if int8 is None:
+                weights = size.fp32_weight_bytes
+            else:
+                weights = size.int8_bytes(variant if int8 == "default" else int8)
             nbytes = weights + 4 * n * size.io_floats_per_track
             flops = n * size.flops_per_track
             memory = _ms(nbytes, cache if int8 else dram)

@@ -581,12 +581,14 @@ def floors_by_kind(rows: Iterable[dict[str, Any]]) -> dict[tuple[int, str], dict
 
 
 def floor_kind(impl: str) -> str:
-    """Which floor a step implementation runs against: the INT8 exported step, the
-    PyTorch model (eager runs the unfolded projection), or the fp32 exported step."""
+    """Which floor a step implementation runs against (``bench_floor.FLOORS``): an INT8
+    exported step, the PyTorch model (eager and the unfolded export keep the projection
+    apart), or the fp32 exported step."""
     name = impl.lower()
     if "int8" in name:
-        return "int8_exported"
-    if any(s in name for s in ("eager", "pytorch", "torch")):
+        # The "signed" / "reduce_range" INT8 variants quantize every matrix.
+        return "int8_all" if ("signed" in name or "reduce_range" in name) else "int8_exported"
+    if any(s in name for s in ("eager", "pytorch", "torch", "unfolded")):
         return "fp32_torch"
     return "fp32_exported"
 

@@ -395,13 +395,14 @@ def test_floor_rows_follow_from_the_measured_rates(monkeypatch) -> None:
     variant = bench_floor._int8_variant()
     by = {(r.get("n"), r.get("floor_kind")): r for r in rows}
     for n in bench_floor.TRACKS:
-        for kind, fold, rate in (
-            ("fp32_torch", False, 10e9),
-            ("fp32_exported", True, 10e9),
-            ("int8_exported", True, 40e9),
+        for kind, fold, rate, int8 in (
+            ("fp32_torch", False, 10e9, None),
+            ("fp32_exported", True, 10e9, None),
+            ("int8_exported", True, 40e9, variant),
+            ("int8_all", True, 40e9, "signed"),
         ):
             size = bench_floor.step_model_size(RecLNetConfig(), fold_projection=fold)
-            weights = size.int8_bytes(variant) if kind.startswith("int8") else 4 * size.params
+            weights = size.int8_bytes(int8) if int8 else 4 * size.params
             nbytes = weights + 4 * n * size.io_floats_per_track
             row = by[(n, kind)]
             assert row["memory_ms"] == pytest.approx(nbytes / rate * 1e3)
@@ -409,9 +410,13 @@ def test_floor_rows_follow_from_the_measured_rates(monkeypatch) -> None:
             assert row["median"] == pytest.approx(max(row["memory_ms"], row["compute_ms"]))
             # The fastest copy took half the median time; the matmul did not vary.
             assert row["min"] == pytest.approx(max(row["memory_ms"] / 2, row["compute_ms"]))
-            assert suite.floor_kind(row["impl"]) == kind or kind == "fp32_torch"
+            assert suite.floor_kind(row["impl"]) == kind or kind in ("fp32_torch", "int8_all")
     assert by[(1, "fp32_exported")]["median"] < by[(1, "fp32_torch")]["median"]
     assert by[(1, "int8_exported")]["median"] < by[(1, "fp32_exported")]["median"]
+    assert by[(1, "int8_all")]["median"] < by[(1, "int8_exported")]["median"]
+    assert suite.floor_kind("ort int8 (signed)") == "int8_all"
+    assert suite.floor_kind("ort fp32 (unrolled, unfolded)") == "fp32_torch"
+    assert suite.floor_kind("onnxruntime int8") == "int8_exported"
 
 
 def test_folded_size_matches_the_export_graph() -> None:
