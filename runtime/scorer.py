@@ -394,6 +394,7 @@ class OnlineScorer:
         new = slots < 0
         probs = np.zeros((0, self.config.num_classes), np.float32)
         new_state: Any = None
+        state: Any = None
         if n:
             carry = self._carry
             if (
@@ -403,7 +404,7 @@ class OnlineScorer:
                 and np.array_equal(carry[0], slots)
             ):
                 # Same batch as the last step: its states never leave the device.
-                state: Any = carry[1]
+                state = carry[1]
             else:
                 # Moves device rows to the host copy; the scorer's logical state is unchanged.
                 self._sync()
@@ -417,6 +418,10 @@ class OnlineScorer:
                     f"backend {self.runner.name} returned non-finite probabilities; "
                     "nothing was changed"
                 )
+            if state is not None and carry is not None and state is carry[1]:
+                # The carried handle was consumed (a runner may reuse its buffer now); the
+                # new carry set below covers exactly the same slots.
+                self._carry = None
 
         # Commit.
         events: list[Event] = []
