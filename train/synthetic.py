@@ -38,7 +38,7 @@ import argparse
 import os
 import pickle
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +78,11 @@ class FeatureSpec:
     emit_background : float
         Probability that a background frame shows a random action prototype.
     amplitude : float
-        Norm of a prototype relative to the noise's per-dimension std times sqrt(D)
-        scaling: the prototype has norm ``amplitude`` and noise std
-        ``noise`` per dimension, so a single emission stands out only mildly.
+        Euclidean norm of every prototype. Projected on a prototype's direction
+        the noise has std ``noise``, so one emission is ``amplitude / noise``
+        standard deviations strong, while the noise's total norm is about
+        ``noise * sqrt(D)``: detectable, but not reliably told from the other
+        prototypes and from background emissions in a single frame.
     noise : float
         Gaussian noise std per feature dimension.
     appearance : float
@@ -92,7 +94,7 @@ class FeatureSpec:
         ``"float16"`` or ``"float32"`` storage.
     """
 
-    streams: dict[str, int] = None  # type: ignore[assignment]
+    streams: dict[str, int] = field(default_factory=lambda: {"rgb": 64, "flow": 64})
     emit_action: float = 0.6
     emit_background: float = 0.12
     amplitude: float = 4.0
@@ -103,8 +105,6 @@ class FeatureSpec:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        if self.streams is None:
-            object.__setattr__(self, "streams", {"rgb": 64, "flow": 64})
         object.__setattr__(self, "streams", {str(k): int(v) for k, v in self.streams.items()})
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"FeatureSpec.dtype must be float16 or float32, got {self.dtype!r}")
