@@ -209,6 +209,7 @@ def test_label_runs_and_temporal_metrics_on_hand_made_tracks() -> None:
         0.0,
     )
     assert m["flicker_per_100"] == m["gt_flicker_per_100"] == 100 * 3 / 120
+    assert (m["tiou_any"], m["recall_any@0.5"]) == (1.0, 1.0)
     # class-1 prediction late by 10 frames, class-0 interval missed, one false segment
     late = np.eye(3, dtype=np.float32)[np.array([bg] * 50 + [1] * 40 + [bg] * 10 + [bg] * 20)]
     late[5:15] = np.eye(3, dtype=np.float32)[0]
@@ -216,3 +217,5 @@ def test_label_runs_and_temporal_metrics_on_hand_made_tracks() -> None:
     assert m["tiou"] == pytest.approx((30 / 50 + 0.0) / 2)
     assert m["recall@0.5"] == 0.5 and m["boundary_error"] == 20.0
     assert m["spurious_per_track"] == 1.0 and m["intervals"] == 2
+    # class-agnostic: action frames 5..14 and 50..89 vs truth 40..79 and 100..119
+    assert m["tiou_any"] == pytest.approx((30 / 50 + 0.0) / 2)

@@ -19,7 +19,9 @@ reports on the held-out ``test`` videos:
   of the same class (``tiou``; 0 when none), the share of intervals found with
   tIoU >= 0.5 (``recall@0.5``), the mean start + end boundary error in frames of
   that best segment, and the spurious segments per track (segments overlapping
-  no interval of their class);
+  no interval of their class); the same class-agnostically (``tiou_any``,
+  ``recall_any@0.5``: "some action" scored 1 - background against the runs of
+  any action), which separates "when" from "which action";
 * label flicker: argmax label changes per 100 frames (ground truth's for
   reference).
 
@@ -100,11 +102,28 @@ def temporal_metrics(
     -------
     dict
         ``tiou``, ``recall@0.5``, ``boundary_error``, ``spurious_per_track``,
-        ``flicker_per_100``, ``gt_flicker_per_100``, ``intervals``.
+        ``flicker_per_100``, ``gt_flicker_per_100``, ``intervals``, ``tiou_any``,
+        ``recall_any@0.5``.
     """
     post = post or PostprocessConfig()
     tious, bounds, spurious, flips, gt_flips, frames = [], [], 0, 0, 0, 0
+    any_tious: list[float] = []
     for p, track in zip(probs, tracks, strict=True):
+        # Class-agnostic: "some action" score = 1 - background, against runs of any action.
+        any_segs = localize_track(
+            np.ascontiguousarray(1.0 - p[:, num_actions:], dtype=np.float32),
+            window=post.window,
+            threshold=post.threshold,
+            top_k=post.top_k,
+            min_length=post.min_length,
+        )
+        for _, start, stop in label_runs((track.labels < num_actions).astype(np.int64), 0):
+            any_tious.append(
+                max(
+                    (temporal_iou(s.start, s.stop - 1, start, stop - 1) for s in any_segs),
+                    default=0.0,
+                )
+            )
         segs = localize_track(
             np.ascontiguousarray(p[:, :num_actions], dtype=np.float32),
             window=post.window,
@@ -143,6 +162,10 @@ def temporal_metrics(
         "flicker_per_100": 100.0 * flips / max(frames, 1),
         "gt_flicker_per_100": 100.0 * gt_flips / max(frames, 1),
         "intervals": len(tious),
+        "tiou_any": float(np.mean(any_tious)) if any_tious else float("nan"),
+        "recall_any@0.5": float(np.mean(np.asarray(any_tious) >= 0.5))
+        if any_tious
+        else float("nan"),
     }
 
 
@@ -238,7 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     for thr in thresholds:
         keys += [
             f"{k}@thr{thr:g}"
-            for k in ("tiou", "recall@0.5", "boundary_error", "spurious_per_track")
+            for k in (
+                "tiou",
+                "recall@0.5",
+                "boundary_error",
+                "spurious_per_track",
+                "tiou_any",
+                "recall_any@0.5",
+            )
         ]
     print()
     for key in keys:
