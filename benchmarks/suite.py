@@ -800,7 +800,8 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
     if stream:
         fig = Figure(figsize=(8, 1.5 + 0.4 * len(stream)), layout="constrained")
         ax = fig.subplots()
-        staged = [r for r in stream if isinstance(r.get("stage"), str)]
+        # A "total" row would stack on top of the stages it sums.
+        staged = [r for r in stream if isinstance(r.get("stage"), str) and r["stage"] != "total"]
         if staged:
             # One stacked bar per (case, impl), one colour per stage.
             bars = list(dict.fromkeys((r["case"], r["impl"]) for r in staged))
