@@ -21,6 +21,15 @@ SMALL = RecLNetConfig(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny eager steps: one thread avoids oversubscribing the 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _model(config: RecLNetConfig, seed: int = 0) -> RecLNet:
     torch.manual_seed(seed)
     model = RecLNet(config).eval()
