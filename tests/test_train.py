@@ -89,18 +89,19 @@ def test_tiny_synthetic_set_is_learned_well_above_majority(tmp_path) -> None:
         tmp_path / "out",
         projection_size=24,
         memory_size=24,
-        epochs=6,
+        epochs=8,
         batch_tracks=12,
         lr=3e-3,
         progress=False,
         threads=1,
     )
     m = result.metrics
+    # measured: 0.83 vs a majority class of 0.65, mean class accuracy 0.70
     assert m["frame_accuracy"] > m["majority_accuracy"] + 0.12, m
-    assert m["mean_class_accuracy"] > 0.5, m
+    assert m["mean_class_accuracy"] > 0.55, m
     assert len(m["per_class_accuracy"]) == 4
     history = result.history["stream_rgb"]
-    assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert [h["epoch"] for h in history] == list(range(1, 9))
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
