@@ -73,19 +73,7 @@ def run(quick: bool = False) -> list[dict]:
                 "skipped": f"{VTEST} not found (README: Demo tells how to get it)",
             }
         ]
-    from reclnet.runtime.backends import load_backend
-    from reclnet.runtime.camera.features import FeatureNetwork
-    from reclnet.runtime.camera.persons import HogPersonDetector
-    from reclnet.runtime.camera.pipeline import (
-        DetectAndTrack,
-        StageTimer,
-        StreamPipeline,
-        TimedRunner,
-    )
     from reclnet.runtime.camera.source import FileSource
-    from reclnet.runtime.camera.tracking import PersonTracker
-    from reclnet.runtime.flow import flow_image
-    from reclnet.runtime.scorer import OnlineScorer
 
     frames = 20 if quick else 100
     warmup = 3
@@ -100,69 +88,100 @@ def run(quick: bool = False) -> list[dict]:
         base = decode.median * 1e3
         rows.append(_row("decode only (PyAV)", None, decode, None, fps=1.0 / decode.median))
 
-        with (
-            load_backend("onnxruntime", model=model_dir / "step.onnx") as runner,
-            FeatureNetwork(model_dir / "features_rgb.onnx") as rgb,
-            FeatureNetwork(model_dir / "features_flow.onnx") as flow_net,
-            FileSource(VTEST) as source,
-        ):
-            timer = StageTimer()
-            scorer = OnlineScorer(TimedRunner(runner, timer), max_age=10, video="vtest")
-            pipeline = StreamPipeline(
-                scorer,
-                DetectAndTrack(HogPersonDetector(), PersonTracker(frame_size=(768, 576))),
-                {"rgb": rgb, "flow": flow_net},
-                timer=timer,
-                class_names=[f"action{i}" for i in range(scorer.config.num_actions)],
-                flow=flow_image,
-                fps=source.fps,
-                feature_scale=0.5,
-            )
-            it = iter(source)
-            tracks: list[int] = []
+        variants = [(1, "end to end: HOG + norfair + DIS flow + 2 x ResNet-18 + ORT step + C post")]
+        variants.append((3, "end to end, HOG on every 3rd frame (tracker predicts between)"))
+        for detect_every, impl in variants:
+            rows += _run_pipeline(model_dir, impl, detect_every, frames, warmup, base)
+    return rows
 
-            def one_frame() -> None:
-                out = pipeline.process(timer_decode(it, timer))
-                timer.end_frame()
-                tracks.append(len(out.tracks))
 
-            e2e = measure_each(one_frame, calls=frames, warmup=warmup)
-            pipeline.close()
-        table = timer.table()[warmup:]
-        stage_share = table.sum(axis=0) / table.sum()
-        shares = {s: round(float(v), 4) for s, v in zip(timer.stages, stage_share, strict=True)}
+def _run_pipeline(
+    model_dir: Path, impl: str, detect_every: int, frames: int, warmup: int, base: float
+) -> list[dict]:
+    """One timed pass over ``frames`` frames of vtest.avi; the e2e row and one row per stage."""
+    from reclnet.runtime.backends import load_backend
+    from reclnet.runtime.camera.features import FeatureNetwork
+    from reclnet.runtime.camera.persons import HogPersonDetector
+    from reclnet.runtime.camera.pipeline import (
+        DetectAndTrack,
+        StageTimer,
+        StreamPipeline,
+        TimedRunner,
+    )
+    from reclnet.runtime.camera.source import FileSource
+    from reclnet.runtime.camera.tracking import PersonTracker
+    from reclnet.runtime.flow import flow_image
+
+    rows = []
+    with (
+        load_backend("onnxruntime", model=model_dir / "step.onnx") as runner,
+        FeatureNetwork(model_dir / "features_rgb.onnx") as rgb,
+        FeatureNetwork(model_dir / "features_flow.onnx") as flow_net,
+        FileSource(VTEST) as source,
+    ):
+        from reclnet.runtime.scorer import OnlineScorer
+
+        timer = StageTimer()
+        scorer = OnlineScorer(TimedRunner(runner, timer), max_age=10, video="vtest")
+        persons = DetectAndTrack(
+            HogPersonDetector(), PersonTracker(frame_size=(768, 576)), detect_every=detect_every
+        )
+        pipeline = StreamPipeline(
+            scorer,
+            persons,
+            {"rgb": rgb, "flow": flow_net},
+            timer=timer,
+            class_names=[f"action{i}" for i in range(scorer.config.num_actions)],
+            flow=flow_image,
+            fps=source.fps,
+            feature_scale=0.5,
+        )
+        it = iter(source)
+        tracks: list[int] = []
+
+        def one_frame() -> None:
+            out = pipeline.process(timer_decode(it, timer))
+            timer.end_frame()
+            tracks.append(len(out.tracks))
+
+        e2e = measure_each(one_frame, calls=frames, warmup=warmup)
+        pipeline.close()
+    table = timer.table()[warmup:]
+    stage_share = table.sum(axis=0) / table.sum()
+    shares = {s: round(float(v), 4) for s, v in zip(timer.stages, stage_share, strict=True)}
+    rows.append(
+        _row(
+            impl,
+            "decode only (PyAV)",
+            e2e,
+            base,
+            fps=1.0 / e2e.median,
+            mean_tracks=float(np.mean(tracks[warmup:])),
+            detect_every=detect_every,
+            stage_share=shares,
+            frames=frames,
+        )
+    )
+    for j, stage in enumerate(timer.stages):
+        col = table[:, j]
+        t = Timing(
+            float(col.min()),
+            float(np.median(col)),
+            float(col.max()),
+            float(np.percentile(col, 99)),
+            len(col),
+            1,
+        )
         rows.append(
             _row(
-                "end to end: HOG + norfair + DIS flow + 2 x ResNet-18 + ORT step + C post",
-                "decode only (PyAV)",
-                e2e,
-                base,
-                fps=1.0 / e2e.median,
-                mean_tracks=float(np.mean(tracks[warmup:])),
-                stage_share=shares,
-                frames=frames,
+                f"  stage {stage} (HOG every {detect_every})",
+                None,
+                t,
+                None,
+                share=shares[stage],
+                mean_ms=float(col.mean() * 1e3),
             )
         )
-        for j, stage in enumerate(timer.stages):
-            col = table[:, j]
-            t = Timing(
-                float(col.min()),
-                float(np.median(col)),
-                float(col.max()),
-                float(np.percentile(col, 99)),
-                len(col),
-                1,
-            )
-            rows.append(
-                _row(
-                    f"stage {stage}",
-                    None,
-                    t,
-                    None,
-                    share=shares[stage],
-                    mean_ms=float(col.mean() * 1e3),
-                )
-            )
     return rows
 
 
@@ -187,6 +206,8 @@ if __name__ == "__main__":
         extra = ""
         if "fps" in row:
             extra += f"  {row['fps']:6.2f} fps"
+        if "mean_tracks" in row:
+            extra += f"  {row['mean_tracks']:.1f} tracks/frame"
         if "share" in row:
             extra += f"  share {100 * row['share']:5.1f}% (mean {row['mean_ms']:.1f} ms)"
         if ratio is not None:
