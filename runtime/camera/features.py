@@ -4,8 +4,8 @@ The network (export part) takes ``image [1, 3, H, W]`` float32 and ``boxes
 [K, 4]`` float32 ``x1 y1 x2 y2`` in that image's pixels and returns ``[K, D]``;
 how pixels go in is read from its sidecar (``preprocessing``: channel order,
 value range, whether normalization is inside the graph). The
-session is ONNX Runtime's, imported when a network is loaded, on the CPU by
-default.
+session is ONNX Runtime's, made by the ONNX Runtime backend module when a
+network is loaded, on the CPU by default.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class FeatureNetwork:
         threads: int | None = None,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
     ) -> None:
-        import onnxruntime as ort  # the camera path's only ONNX Runtime session
+        # onnxruntime is imported by the ORT backend module only; loaded here, on first use.
+        from reclnet.runtime.backends.onnxruntime.runner import make_session
 
         self.artifact = load_artifact(path, kind="features")
         self.path = Path(path)
@@ -58,10 +59,9 @@ class FeatureNetwork:
         self.normalize = "in graph" not in str(pre.get("normalization", "in graph"))
         self.mean = np.asarray(pre.get("mean", (0.0, 0.0, 0.0)), np.float32).reshape(3, 1, 1)
         self.std = np.asarray(pre.get("std", (1.0, 1.0, 1.0)), np.float32).reshape(3, 1, 1)
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        self.session = make_session(
+            self.artifact.path, providers=[(p, {}) for p in providers], threads=threads
+        )
         names = [i.name for i in self.session.get_inputs()]
         if set(names) != {"image", "boxes"}:
             raise ValueError(

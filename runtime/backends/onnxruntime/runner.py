@@ -22,7 +22,56 @@ from reclnet.runtime.backends import BackendError, RunnerBase, check_step_output
 
 from .loader import device_of
 
-__all__ = ["OrtRunner"]
+__all__ = ["OrtRunner", "make_session"]
+
+
+def make_session(
+    path: str | os.PathLike,
+    *,
+    providers: Sequence[tuple[str, dict[str, Any]]] = (("CPUExecutionProvider", {}),),
+    threads: int | None = None,
+    spinning: bool = False,
+) -> ort.InferenceSession:
+    """An ONNX Runtime session for any reclnet artifact (step or feature network).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.onnx`` file (its sidecar is checked by the caller).
+    providers : list of (str, dict)
+        Execution providers with their options, in priority order.
+    threads : int, optional
+        Intra-op threads; ONNX Runtime's default when None.
+    spinning : bool
+        Let idle intra-op threads spin (lower latency on an otherwise idle machine,
+        but they compete with the host work that follows on the same cores).
+
+    Raises
+    ------
+    BackendError
+        A provider missing from this onnxruntime build, or a model it cannot load.
+    """
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    available = set(ort.get_available_providers())
+    missing = [name for name, _ in providers if name not in available]
+    if missing:
+        raise BackendError(
+            f"onnxruntime backend: provider(s) {missing} not in this onnxruntime build "
+            f"(available: {sorted(available)})"
+        )
+    try:
+        return ort.InferenceSession(
+            str(path),
+            sess_options=opts,
+            providers=[name for name, _ in providers],
+            provider_options=[dict(o) for _, o in providers],
+        )
+    except Exception as exc:  # ORT raises its own exception types
+        raise BackendError(f"onnxruntime backend: cannot load {path}: {exc}") from exc
 
 
 class OrtRunner(RunnerBase):
@@ -65,29 +114,11 @@ class OrtRunner(RunnerBase):
         self.postprocess = postprocess or self.artifact.postprocess
         self.device, self.device_id = device_of(providers)
         self.device_resident = self.device != "cpu" if io_binding is None else bool(io_binding)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            opts.intra_op_num_threads = int(threads)
         # Spinning worker threads would keep the cores busy after each step, slowing the
         # scorer's own work (checks, post-processing) that follows it on the same cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        available = set(ort.get_available_providers())
-        missing = [name for name, _ in providers if name not in available]
-        if missing:
-            raise BackendError(
-                f"onnxruntime backend: provider(s) {missing} not in this onnxruntime build "
-                f"(available: {sorted(available)})"
-            )
-        try:
-            self.session = ort.InferenceSession(
-                str(self.artifact.path),
-                sess_options=opts,
-                providers=[name for name, _ in providers],
-                provider_options=[dict(o) for _, o in providers],
-            )
-        except Exception as exc:  # ORT raises its own exception types
-            raise BackendError(f"onnxruntime backend: cannot load {model}: {exc}") from exc
+        self.session = make_session(
+            self.artifact.path, providers=providers, threads=threads, spinning=spinning
+        )
         inputs = {i.name for i in self.session.get_inputs()}
         need = {*self.config.streams, "state"}
         if inputs != need:
