@@ -175,3 +175,26 @@ def test_pool_step_updates_only_its_slots(tmp_path: Path) -> None:
     np.testing.assert_allclose(pool_out[slots], ref_s.numpy(), atol=1e-5, rtol=0)
     others = np.setdiff1d(np.arange(12), slots)
     np.testing.assert_array_equal(pool_out[others], pool[others])
+
+
+@pytest.mark.parametrize(
+    ("cell", "fusion"), [("gru", "fusion_layer"), ("lstm", "gating"), ("gru", "average")]
+)
+def test_gru_operator_step_variant_matches_pytorch(tmp_path: Path, cell: str, fusion: str) -> None:
+    """The benchmark's ONNX GRU/LSTM-operator step (built with onnx.helper) is the same step."""
+    import onnx
+
+    from reclnet.export.onnx_builder import build_step_rnn_model
+
+    cfg = RecLNetConfig(
+        num_actions=4,
+        streams={"rgb": 20, "flow": 12},
+        projection_size=16,
+        memory_size=8,
+        cell=cell,
+        fusion=fusion,
+    )
+    model = _model(cfg, seed=7)
+    path = tmp_path / "step_rnn.onnx"
+    onnx.save(build_step_rnn_model(model), str(path))
+    assert _run_tracks(model, _session(path), frames=40, seed=8) <= 1e-5
