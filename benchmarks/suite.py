@@ -798,28 +798,30 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
 
     stream = [r for r in rows if r["benchmark"] == "stream" and _ms(r) is not None]
     if stream:
-        fig = Figure(figsize=(8, 1.5 + 0.4 * len(stream)), layout="constrained")
+        fig = Figure(figsize=(9, 2.5 + 0.3 * len(stream)), layout="constrained")
         ax = fig.subplots()
+        staged = [(r, *_stage_of(r)) for r in stream]
         # A "total" row would stack on top of the stages it sums.
-        staged = [r for r in stream if isinstance(r.get("stage"), str) and r["stage"] != "total"]
+        staged = [(r, bar, st) for r, bar, st in staged if st is not None and st != "total"]
         if staged:
-            # One stacked bar per (case, impl), one colour per stage.
-            bars = list(dict.fromkeys((r["case"], r["impl"]) for r in staged))
-            stages = list(dict.fromkeys(r["stage"] for r in staged))
+            # One stacked bar per variant, one colour per stage; means add up to the
+            # mean frame time (medians would not), so the mean is stacked when given.
+            bars = list(dict.fromkeys(bar for _, bar, _ in staged))
+            stages = list(dict.fromkeys(st for _, _, st in staged))
             left = [0.0] * len(bars)
             for stage in stages:
                 widths = [
                     sum(
-                        _ms(r)
-                        for r in staged
-                        if (r["case"], r["impl"]) == b and r["stage"] == stage
+                        r["mean_ms"] if _is_number(r.get("mean_ms")) else _ms(r)
+                        for r, bar, st in staged
+                        if bar == b and st == stage
                     )
                     for b in bars
                 ]
                 ax.barh(range(len(bars)), widths, left=left, label=stage)
                 left = [a + b for a, b in zip(left, widths, strict=True)]
-            ax.set_yticks(range(len(bars)), [f"{c} / {i}" for c, i in bars], fontsize=7)
-            ax.legend(fontsize=7)
+            ax.set_yticks(range(len(bars)), bars, fontsize=7)
+            ax.legend(fontsize=7, ncols=min(4, len(stages)))
         else:
             labels = [f"{r['case']} / {r['impl']}" for r in stream]
             med = [_ms(r) for r in stream]
@@ -836,6 +838,17 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
         fig.savefig(out / "stream_stages.png", dpi=110)
         written.append("stream_stages.png")
     return written
+
+
+def _stage_of(row: dict[str, Any]) -> tuple[str, str | None]:
+    """(bar, stage) of an end-to-end row: its ``stage`` field, or an impl of the form
+    ``"stage NAME (VARIANT)"``; stage None for a row that is not a stage."""
+    if isinstance(row.get("stage"), str):
+        return f"{row['case']} / {row['impl']}", row["stage"]
+    match = re.match(r"\s*stage\s+(\S+)\s*(?:\((.*)\))?\s*$", row["impl"])
+    if match:
+        return (match.group(2) or row["case"]), match.group(1)
+    return row["impl"], None
 
 
 # ---------------------------------------------------------------- CLI

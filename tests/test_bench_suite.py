@@ -50,7 +50,12 @@ def run(quick=False):
     return [{"benchmark": "stream", "case": "vtest.avi 4 tracks", "impl": "reclnet",
              "baseline": None, "unit": "ms/frame", "min": t, "median": t, "max": t,
              "ratio_vs_baseline": None, "stage": stage}
-            for stage, t in (("decode", 2.0), ("detect", 9.0), ("step", 1.0), ("post", 0.1))]
+            for stage, t in (("decode", 2.0), ("detect", 9.0), ("step", 1.0), ("post", 0.1))] + [
+            {"benchmark": "stream", "case": "vtest.avi", "impl": impl, "baseline": None,
+             "unit": "ms/frame", "min": t, "median": t, "max": t, "ratio_vs_baseline": None,
+             "mean_ms": t}
+            for impl, t in (("end to end", 12.0), ("  stage decode (HOG every 3)", 2.0),
+                            ("  stage detect (HOG every 3)", 3.0))]
 """
 
 FAILING = """
@@ -241,6 +246,12 @@ def test_tracks_and_units() -> None:
     assert suite.seconds_per_unit("ms/frame") == 1e-3
     assert suite.seconds_per_unit("ns/sample") == 1e-9
     assert suite.seconds_per_unit("GB/s") is None
+    assert suite._stage_of({"case": "c", "impl": "  stage detect (HOG every 3)"}) == (
+        "HOG every 3",
+        "detect",
+    )
+    assert suite._stage_of({"case": "c", "impl": "end to end"}) == ("end to end", None)
+    assert suite._stage_of({"case": "c", "impl": "x", "stage": "step"}) == ("c / x", "step")
 
 
 def _r(benchmark, case, impl, median, unit="ms", **extra):
