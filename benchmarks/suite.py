@@ -887,6 +887,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="RESULTS",
+        help="do not run: re-render RESULTS (a results.json) into --out and --readme",
+    )
+    parser.add_argument(
         "--readme",
         type=Path,
         metavar="PATH",
@@ -899,25 +905,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``reclnet bench [--quick] [--out DIR] [--only NAME...] [--list] [--readme PATH]``.
+    """``reclnet bench [--quick] [--out DIR] [--only NAME...] [--list] [--readme PATH]
+    [--from-json RESULTS]``.
 
     Returns 0 when every benchmark ran or skipped, 1 when one failed, 2 on bad arguments.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    try:
-        paths = discover(args.bench_dir, args.only)
-    except ValueError as exc:
-        print(f"reclnet bench: {exc}", file=sys.stderr)
-        return 2
-    if args.list:
-        print("\n".join(subject(p) for p in paths))
-        return 0
-    if not paths:
-        print(f"reclnet bench: no bench_*.py in {args.bench_dir}", file=sys.stderr)
-        return 2
-    command = " ".join(["reclnet bench", *argv])
-    doc = run_suite(paths, quick=args.quick, command=command)
+    if args.from_json is not None:
+        try:
+            doc = json.loads(args.from_json.read_text())
+            if doc.get("schema") != SCHEMA_VERSION:
+                raise ValueError(f"schema {doc.get('schema')!r}, expected {SCHEMA_VERSION}")
+        except (OSError, ValueError) as exc:
+            print(f"reclnet bench: cannot read {args.from_json}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            paths = discover(args.bench_dir, args.only)
+        except ValueError as exc:
+            print(f"reclnet bench: {exc}", file=sys.stderr)
+            return 2
+        if args.list:
+            print("\n".join(subject(p) for p in paths))
+            return 0
+        if not paths:
+            print(f"reclnet bench: no bench_*.py in {args.bench_dir}", file=sys.stderr)
+            return 2
+        command = " ".join(["reclnet bench", *argv])
+        doc = run_suite(paths, quick=args.quick, command=command)
     written = write_results(doc, args.out)
     print(render_summary(doc))
     if args.readme is not None:

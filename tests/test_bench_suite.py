@@ -205,6 +205,18 @@ def test_readme_block_is_replaced_between_markers(bench_dir: Path, tmp_path: Pat
     assert "#### step" in text and "| step N=128 | ort int8 |" in text
     assert "#### Targets" in text and "- command: `reclnet bench --out" in text
     assert "# reclnet benchmark results" not in text
+    # Re-rendering a saved results.json gives the same block without running anything.
+    saved = tmp_path / "o" / "results.json"
+    readme2 = tmp_path / "README2.md"
+    readme2.write_text(f"{suite.README_START}\n{suite.README_END}\n")
+    out2 = tmp_path / "o2"
+    assert (
+        suite.main(["--from-json", str(saved), "--out", str(out2), "--readme", str(readme2)]) == 0
+    )
+    assert suite.render_summary(json.loads(saved.read_text()), "####") in readme2.read_text()
+    assert (out2 / "results.md").read_text() == (tmp_path / "o" / "results.md").read_text()
+    saved.write_text("{}")
+    assert suite.main(["--from-json", str(saved), "--out", str(out2)]) == 2
     before = readme.read_text()
     bare = tmp_path / "bare.md"
     bare.write_text("no markers\n")
