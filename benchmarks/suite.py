@@ -798,11 +798,12 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
 
     stream = [r for r in rows if r["benchmark"] == "stream" and _ms(r) is not None]
     if stream:
-        fig = Figure(figsize=(9, 2.5 + 0.3 * len(stream)), layout="constrained")
-        ax = fig.subplots()
         staged = [(r, *_stage_of(r)) for r in stream]
         # A "total" row would stack on top of the stages it sums.
         staged = [(r, bar, st) for r, bar, st in staged if st is not None and st != "total"]
+        bars_n = len({bar for _, bar, _ in staged}) if staged else len(stream)
+        fig = Figure(figsize=(9, 2.0 + 0.45 * bars_n), layout="constrained")
+        ax = fig.subplots()
         if staged:
             # One stacked bar per variant, one colour per stage; means add up to the
             # mean frame time (medians would not), so the mean is stacked when given.
