@@ -822,7 +822,7 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
                 ax.barh(range(len(bars)), widths, left=left, label=stage)
                 left = [a + b for a, b in zip(left, widths, strict=True)]
             ax.set_yticks(range(len(bars)), bars, fontsize=7)
-            ax.legend(fontsize=7, ncols=min(4, len(stages)))
+            fig.legend(fontsize=7, ncols=min(8, len(stages)), loc="outside lower center")
         else:
             labels = [f"{r['case']} / {r['impl']}" for r in stream]
             med = [_ms(r) for r in stream]
