@@ -428,15 +428,17 @@ def test_floor_rows_follow_from_the_measured_rates(monkeypatch) -> None:
             weights = size.int8_bytes(int8) if int8 else 4 * size.params
             nbytes = weights + 4 * n * size.io_floats_per_track
             row = by[(n, kind)]
-            assert row["memory_ms"] == pytest.approx(nbytes / rate * 1e3)
+            # The fastest copy took half the median time (twice the rate); the matmul
+            # did not vary. The floor is what the fastest run shows; max the median run.
+            assert row["memory_ms"] == pytest.approx(nbytes / (2 * rate) * 1e3)
             assert row["compute_ms"] == pytest.approx(n * size.flops_per_track / 100e9 * 1e3)
             assert row["median"] == pytest.approx(max(row["memory_ms"], row["compute_ms"]))
-            # The fastest copy took half the median time; the matmul did not vary.
-            assert row["min"] == pytest.approx(max(row["memory_ms"] / 2, row["compute_ms"]))
+            assert row["min"] == row["median"]
+            assert row["max"] == pytest.approx(max(nbytes / rate * 1e3, row["compute_ms"]))
             assert suite.floor_kind(row["impl"]) == kind or kind in ("fp32_torch", "int8_all")
     assert by[(1, "fp32_exported")]["median"] < by[(1, "fp32_torch")]["median"]
     assert by[(1, "int8_exported")]["median"] < by[(1, "fp32_exported")]["median"]
-    assert by[(1, "int8_all")]["median"] < by[(1, "int8_exported")]["median"]
+    assert by[(1, "int8_all")]["memory_ms"] < by[(1, "int8_exported")]["memory_ms"]
     assert suite.floor_kind("ort int8 (signed)") == "int8_all"
     assert suite.floor_kind("ort fp32 (unrolled, unfolded)") == "fp32_torch"
     assert suite.floor_kind("onnxruntime int8") == "int8_exported"
