@@ -50,6 +50,27 @@ from .tubes import Tube
 __all__ = ["Event", "FrameResult", "OnlineScorer"]
 
 
+_ONES: dict[int, np.ndarray] = {}
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """Whether float32 ``[N, D]`` ``x`` holds only finite values (the per-frame check).
+
+    ``x @ ones`` is non-finite in every row holding a NaN or an infinity (they
+    propagate through the products and the sum), and BLAS computes it at memory
+    speed, about twice as fast as ``np.isfinite(x).all()``. A finite result
+    proves the rows finite; a non-finite one may also come from finite values
+    overflowing the sum, so only then is the exact check run.
+    """
+    ones = _ONES.get(x.shape[1])
+    if ones is None:
+        ones = _ONES[x.shape[1]] = np.ones(x.shape[1], np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x @ ones).all():
+            return True
+    return bool(np.isfinite(x).all())
+
+
 @dataclass(frozen=True)
 class Event:
     """A segment of one track and class became known.
@@ -249,7 +270,7 @@ class OnlineScorer:
                 raise ValueError(
                     f"features[{name!r}] has feature size {x.shape[1]}, the model expects {size}"
                 )
-            if not np.isfinite(x).all():
+            if not _all_finite(x):
                 row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
                 raise ValueError(f"features[{name!r}] has NaN or infinite values (row {row})")
             out[name] = x

@@ -584,3 +584,18 @@ def test_device_resident_states_give_the_host_results(exported) -> None:
                 # Steady frames reuse the device handle: far fewer uploads than frames.
                 assert runner.uploads < len(results) // 2
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30, 3e38])
+@pytest.mark.parametrize("bad", [0, 1, 3])
+def test_fast_finite_check_equals_numpy(scale: float, bad: int) -> None:
+    from reclnet.runtime.scorer import _all_finite
+
+    rng = np.random.default_rng(int(scale) % 1000 + bad)
+    for _ in range(200):
+        n, d = int(rng.integers(1, 20)), int(rng.integers(1, 300))
+        with np.errstate(over="ignore"):  # values beyond float32 become +-inf: fine here
+            x = (rng.standard_normal((n, d)) * scale).astype(np.float32)
+        for _ in range(bad):
+            x[rng.integers(n), rng.integers(d)] = rng.choice([np.nan, np.inf, -np.inf])
+        assert _all_finite(x) == bool(np.isfinite(x).all())
