@@ -28,7 +28,6 @@ over the naive loop at the same N. Tracks stay live for the whole measurement
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -117,19 +116,21 @@ def _best_threads(torch: Any, fn: Any, choices: tuple[int, ...] = (1, 2)) -> int
     return best
 
 
-def _model_dir(tmp: Path) -> tuple[Any, dict[str, Path]]:
+def _paper_model() -> tuple[Any, dict[str, Path]]:
+    """The paper-sized model and its exported step files (fp32, INT8).
+
+    The export is the one the peers benchmark caches; the PyTorch model is rebuilt
+    from the same seed, so both hold the same weights.
+    """
     import torch
 
+    from reclnet.benchmarks.bench_peers import paper_step_onnx
     from reclnet.config import RecLNetConfig
-    from reclnet.export.onnx_export import export_step
-    from reclnet.export.quantize import quantize_step
     from reclnet.train.model import RecLNet
 
+    paths = paper_step_onnx(seed=0)
     torch.manual_seed(0)
-    model = RecLNet(RecLNetConfig()).eval()
-    fp32 = export_step(model, tmp / "step.onnx")
-    int8 = quantize_step(fp32, tmp / "step.int8.onnx")
-    return model, {"fp32": fp32, "int8": int8}
+    return RecLNet(RecLNetConfig()).eval(), paths
 
 
 def _inputs(config: Any, n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -189,51 +190,48 @@ def run(quick: bool = False) -> list[dict]:
 
     tracks = (1, 100) if quick else TRACKS
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="bench_scorer_") as tmp:
-        model, paths = _model_dir(Path(tmp))
-        runners = {
-            "scorer onnxruntime fp32": lambda: load_backend("onnxruntime", model=paths["fp32"]),
-            "scorer onnxruntime int8": lambda: load_backend("onnxruntime", model=paths["int8"]),
-            "scorer torch": lambda: load_backend("torch", model=model),
-        }
-        for n in tracks:
-            calls = 40 if quick else max(30, min(200, 4000 // n))
-            naive = _NaiveScorer(model, window=25, threshold=0.1)
-            ids, feats, _ = _inputs(model.config, n, seed=n)
-            one_track = {k: v[:1] for k, v in feats.items()}
-            naive_threads = _best_threads(
-                torch,
-                lambda one_track=one_track, first=ids[:1]: _NaiveScorer(model, 25, 0.1).update(
-                    first, one_track
-                ),
-            )
-            base = measure_each(
-                lambda naive=naive, ids=ids, feats=feats: naive.update(ids, feats),
-                # The naive loop is slow: fewer frames suffice for its median.
-                calls=5 if n >= 100 else 10,
-                warmup=1,
-            )
-            case = f"{n} tracks"
-            rows.append(_row(case, NAIVE, base, None, n, torch_threads=naive_threads))
-            for impl, make in runners.items():
-                with make() as runner:
-                    threads = None
-                    if impl == "scorer torch":
-                        state = np.zeros((n, model.config.state_size), np.float32)
-                        threads = _best_threads(
-                            torch, lambda r=runner, f=feats, s=state: r.step(f, s)
-                        )
-                    t, step, outside = _time_scorer(runner, n, calls)
-                extra: dict[str, Any] = {
-                    "step_ms": step * 1e3,
-                    "outside_step_fraction": outside,
-                }
-                if threads is not None:
-                    extra["torch_threads"] = threads
-                if "int8" in impl:
-                    extra["budget_ms"] = BUDGET_MS
-                    extra["fits_budget"] = bool(t.p99 * 1e3 <= BUDGET_MS)
-                rows.append(_row(case, impl, t, base, n, **extra))
+    model, paths = _paper_model()
+    runners = {
+        "scorer onnxruntime fp32": lambda: load_backend("onnxruntime", model=paths["fp32"]),
+        "scorer onnxruntime int8": lambda: load_backend("onnxruntime", model=paths["int8"]),
+        "scorer torch": lambda: load_backend("torch", model=model),
+    }
+    for n in tracks:
+        calls = 40 if quick else max(30, min(200, 4000 // n))
+        naive = _NaiveScorer(model, window=25, threshold=0.1)
+        ids, feats, _ = _inputs(model.config, n, seed=n)
+        one_track = {k: v[:1] for k, v in feats.items()}
+        naive_threads = _best_threads(
+            torch,
+            lambda one_track=one_track, first=ids[:1]: _NaiveScorer(model, 25, 0.1).update(
+                first, one_track
+            ),
+        )
+        base = measure_each(
+            lambda naive=naive, ids=ids, feats=feats: naive.update(ids, feats),
+            # The naive loop is slow: fewer frames suffice for its median.
+            calls=5 if n >= 100 else 10,
+            warmup=1,
+        )
+        case = f"{n} tracks"
+        rows.append(_row(case, NAIVE, base, None, n, torch_threads=naive_threads))
+        for impl, make in runners.items():
+            with make() as runner:
+                threads = None
+                if impl == "scorer torch":
+                    state = np.zeros((n, model.config.state_size), np.float32)
+                    threads = _best_threads(torch, lambda r=runner, f=feats, s=state: r.step(f, s))
+                t, step, outside = _time_scorer(runner, n, calls)
+            extra: dict[str, Any] = {
+                "step_ms": step * 1e3,
+                "outside_step_fraction": outside,
+            }
+            if threads is not None:
+                extra["torch_threads"] = threads
+            if "int8" in impl:
+                extra["budget_ms"] = BUDGET_MS
+                extra["fits_budget"] = bool(t.p99 * 1e3 <= BUDGET_MS)
+            rows.append(_row(case, impl, t, base, n, **extra))
     if "tensorrt" not in available_backends():
         rows.append(
             {

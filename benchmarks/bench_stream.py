@@ -89,7 +89,8 @@ def run(quick: bool = False) -> list[dict]:
         rows.append(_row("decode only (PyAV)", None, decode, None, fps=1.0 / decode.median))
 
         variants = [(1, "end to end: HOG + norfair + DIS flow + 2 x ResNet-18 + ORT step + C post")]
-        variants.append((3, "end to end, HOG on every 3rd frame (tracker predicts between)"))
+        if not quick:  # --quick keeps to about a minute: the main variant only
+            variants.append((3, "end to end, HOG on every 3rd frame (tracker predicts between)"))
         for detect_every, impl in variants:
             rows += _run_pipeline(model_dir, impl, detect_every, frames, warmup, base)
     return rows
