@@ -44,5 +44,5 @@ bench: install $(BENCH_STAMP)
 	$(VENV)/bin/reclnet bench $(BENCH_ARGS)
 
 clean:
-	rm -rf build runtime/_postproc.c runtime/_postproc*.so
+	rm -rf build runtime/postproc/_core.c runtime/postproc/_core*.so
 	$(MAKE) -C csrc clean

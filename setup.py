@@ -36,7 +36,7 @@ def find_subpackages() -> list[str]:
 
 def extensions() -> list[Extension]:
     """The Cython binding of the C core, when its sources exist."""
-    pyx = HERE / "runtime" / "_postproc.pyx"
+    pyx = HERE / "runtime" / "postproc" / "_core.pyx"
     if not pyx.exists():
         return []
     import numpy
@@ -44,25 +44,25 @@ def extensions() -> list[Extension]:
 
     csources = sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc" / "src").glob("*.c"))
     ext = Extension(
-        "reclnet.runtime._postproc",
-        sources=["runtime/_postproc.pyx", *csources],
+        "reclnet.runtime.postproc._core",
+        sources=["runtime/postproc/_core.pyx", *csources],
         include_dirs=["csrc/include", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-std=c99"],
         # Rebuild when these change; listing them also ships them in the sdist.
         depends=[
-            "runtime/_postproc.pyx",
-            "runtime/_postproc.pxd",
+            "runtime/postproc/_core.pyx",
+            "runtime/postproc/_core.pxd",
             "csrc/include/reclnet/postproc.h",
             *sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc" / "src").glob("*.h")),
         ],
     )
-    # include_path: the .pyx cimports runtime/_postproc.pxd by its folder path.
+    # include_path: the .pyx cimports runtime/postproc/_core.pxd by its folder path.
     return cythonize([ext], language_level=3, include_path=[str(HERE)])
 
 
 class build_py_with_header(build_py):
-    """Also ships the C core's public header as reclnet/runtime/include/reclnet/postproc.h.
+    """Also ships the C core's public header as reclnet/runtime/postproc/include/reclnet/postproc.h.
 
     reclnet.runtime.get_include() returns that directory in installed packages (and
     csrc/include in editable ones), so other extensions can compile against the core.
@@ -71,7 +71,7 @@ class build_py_with_header(build_py):
     def run(self) -> None:
         super().run()
         header = HERE / "csrc" / "include" / "reclnet" / "postproc.h"
-        target = Path(self.build_lib) / "reclnet" / "runtime" / "include" / "reclnet"
+        target = Path(self.build_lib) / "reclnet" / "runtime" / "postproc" / "include" / "reclnet"
         self.mkpath(str(target))
         self.copy_file(str(header), str(target / "postproc.h"))
 

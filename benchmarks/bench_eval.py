@@ -1,8 +1,8 @@
 """Speed of the tube evaluator on the real UCF101-24 test split (910 videos, 1315 tubes).
 
-Subject: :func:`reclnet.runtime.evaluate.evaluate_video_ap` (every preset) over the
+Subject: :func:`reclnet.runtime.offline.video_ap.evaluate_video_ap` (every preset) over the
 default thresholds plus the 0.5:0.95 grid (13 thresholds), and
-:func:`~reclnet.runtime.evaluate.frame_ap`. Baseline: a literal port of ACT's
+:func:`~reclnet.runtime.offline.video_ap.frame_ap`. Baseline: a literal port of ACT's
 ``videoAP`` loop (IoUs recomputed at every threshold, per-pair ``iou3dt``), timed in the
 same process. Detections: the ground truth itself, and a realistic set of 5 jittered,
 temporally shifted detections per ground-truth tube plus 2 distractors per video
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from reclnet.benchmarks.timing import measure
-from reclnet.runtime.evaluate import COCO_THRESHOLDS, DEFAULT_THRESHOLDS, PRESETS
-from reclnet.runtime.tubes import Tube
+from reclnet.paths import data_dir
+from reclnet.runtime.offline.tubes import Tube
+from reclnet.runtime.offline.video_ap import COCO_THRESHOLDS, DEFAULT_THRESHOLDS, PRESETS
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = data_dir() or Path("data")
 UCF = DATA / "ucf101-24" / "pyannot_with_class_names.pkl"
 THRESHOLDS = tuple(DEFAULT_THRESHOLDS) + tuple(
     t for t in COCO_THRESHOLDS if t not in DEFAULT_THRESHOLDS
@@ -136,8 +137,8 @@ def run(quick: bool = False) -> list[dict]:
                 "skipped": f"UCF101-24 annotations not found at {UCF}",
             }
         ]
-    from reclnet.runtime.datasets import load_ucf101_24
-    from reclnet.runtime.evaluate import evaluate_video_ap, frame_ap
+    from reclnet.runtime.offline.datasets import load_ucf101_24
+    from reclnet.runtime.offline.video_ap import evaluate_video_ap, frame_ap
 
     gt = load_ucf101_24(UCF)
     sets = {

@@ -93,7 +93,7 @@ def step_model_size(config: RecLNetConfig, *, fold_projection: bool = False) -> 
     gates = {"gru": 3, "lstm": 4}
     matrix = other = inputs = 0
     p, m = config.projection_size, config.memory_size
-    for d in config.streams.values():
+    for d in config.modalities.values():
         size_in = p
         if not fold_projection:
             matrix += d * p  # the per-stream projection
@@ -113,16 +113,16 @@ def step_model_size(config: RecLNetConfig, *, fold_projection: bool = False) -> 
             if fold_projection and layer == 0:
                 inputs += d * out
             size_in = config.layer_output_size
-    n_streams, classes = len(config.streams), config.num_classes
-    if n_streams > 1 and config.fusion == "fusion_layer":
-        matrix += n_streams * config.stream_output_size * classes
+    n_modalities, classes = len(config.modalities), config.num_classes
+    if n_modalities > 1 and config.fusion == "fusion_layer":
+        matrix += n_modalities * config.modality_output_size * classes
         other += classes
     else:
-        matrix += n_streams * config.stream_output_size * classes
-        other += n_streams * classes
-        if n_streams > 1 and config.fusion == "gating":
-            other += n_streams * classes
-    io = sum(config.streams.values()) + 2 * config.state_size + classes
+        matrix += n_modalities * config.modality_output_size * classes
+        other += n_modalities * classes
+        if n_modalities > 1 and config.fusion == "gating":
+            other += n_modalities * classes
+    io = sum(config.modalities.values()) + 2 * config.state_size + classes
     return StepModelSize(matrix + other, matrix, other, 2 * matrix, io, inputs)
 
 

@@ -3,9 +3,9 @@
 Compares, at video-mAP@0.2 / 0.5 / 0.75 (``ucf101-act`` preset), all classes and the
 paper's short classes:
 
-* ``threshold``: :func:`~reclnet.runtime.localize.localize_track` (median window 25,
+* ``threshold``: :func:`~reclnet.runtime.offline.localize.localize_track` (median window 25,
   threshold 0.1, top-40 score; the paper's method);
-* ``viterbi 1-s``: :func:`~reclnet.runtime.localize.viterbi_track` with ROAD's two-class
+* ``viterbi 1-s``: :func:`~reclnet.runtime.offline.localize.viterbi_track` with ROAD's two-class
   unaries (background ``1 - s``), alpha 3;
 * ``viterbi bg=0.1``: the same with a constant background unary 0.1, alpha 3;
 * ``none``: no trimming, the whole track scored by its top-40 mean per class;
@@ -43,17 +43,18 @@ from pathlib import Path
 import numpy as np
 
 from reclnet.benchmarks.timing import measure
-from reclnet.runtime.localize import (
+from reclnet.paths import data_dir
+from reclnet.runtime.offline.localize import (
     Segment,
     localize_track,
-    nms_tubes,
     segment_score,
     segments_to_tubes,
     viterbi_track,
 )
-from reclnet.runtime.tubes import Tube
+from reclnet.runtime.offline.tube_geometry import nms_tubes
+from reclnet.runtime.offline.tubes import Tube
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = data_dir() or Path("data")
 UCF = DATA / "ucf101-24" / "pyannot_with_class_names.pkl"
 NUM_CLASSES = 24
 IOUS = (0.2, 0.5, 0.75)
@@ -178,8 +179,8 @@ def run(quick: bool = False) -> list[dict]:
             }
             for m in METHODS
         ]
-    from reclnet.runtime.datasets import load_ucf101_24
-    from reclnet.runtime.evaluate import evaluate_video_ap
+    from reclnet.runtime.offline.datasets import load_ucf101_24
+    from reclnet.runtime.offline.video_ap import evaluate_video_ap
 
     gt = load_ucf101_24(UCF)
     tubes = gt.tubes

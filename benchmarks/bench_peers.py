@@ -101,7 +101,7 @@ def _quantize(src: Path, dst: Path) -> None:
 
 
 def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    feeds = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.streams.items()}
+    feeds = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.modalities.items()}
     feeds["state"] = rng.standard_normal((n, config.state_size), dtype=np.float32) * 0.1
     return feeds
 
@@ -249,13 +249,13 @@ def run(quick: bool = False) -> list[dict]:
     try:
         for n in grid:
             feeds = _features(config, n, rng)
-            stream_feeds = {k: feeds[k] for k in config.streams}
+            modality_feeds = {k: feeds[k] for k in config.modalities}
             for prec in ("fp32", "int8"):
                 case, peer_name = f"step N={n} {prec}", f"{PEER} {prec}"
                 if prec not in runners:
                     rows.append(_skipped(case, f"onnxruntime {prec}", n, no_int8))
                     continue
-                ours = partial(runners[prec].step, stream_feeds, feeds["state"])
+                ours = partial(runners[prec].step, modality_feeds, feeds["state"])
                 fns = {"ours": ours}
                 peer = peers[prec]
                 if isinstance(peer, str) and prec == "int8":
@@ -300,9 +300,9 @@ def run(quick: bool = False) -> list[dict]:
                 continue
             with load(files["fp32"], providers=("tensorrt",), fp16=True) as trt:
                 feeds = _features(config, n, rng)
-                stream_feeds = {k: feeds[k] for k in config.streams}
+                modality_feeds = {k: feeds[k] for k in config.modalities}
 
-                def trt_step(t=trt, s=stream_feeds, f=feeds) -> np.ndarray:
+                def trt_step(t=trt, s=modality_feeds, f=feeds) -> np.ndarray:
                     # Fetch the state too: without it a device backend returns before it is done.
                     return t.fetch_state(t.step(s, f["state"])[1])
 

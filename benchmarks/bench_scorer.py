@@ -3,7 +3,7 @@
 One frame = ``OnlineScorer.update``: input checks, one batched model step over all
 live tracks, the C post-processing core (median window 25 with lookahead 12,
 threshold, top-k), events and tubes. Model: the paper's configuration
-(``RecLNetConfig()``: two 4096-d streams, 2 GRU layers of 256, fusion layer,
+(``RecLNetConfig()``: two 4096-d modalities, 2 GRU layers of 256, fusion layer,
 11.2 M parameters) with seeded random weights, exported once per run to
 ``step.onnx`` and its INT8 copy (``reclnet.export.quantize``, input projections).
 
@@ -136,7 +136,7 @@ def _paper_model() -> tuple[Any, dict[str, Path]]:
 def _inputs(config: Any, n: int, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
     ids = np.arange(1000, 1000 + n, dtype=np.int64)
-    feats = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.streams.items()}
+    feats = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.modalities.items()}
     boxes = np.tile(np.array([[10, 20, 60, 140]], np.float32), (n, 1))
     return ids, feats, boxes
 

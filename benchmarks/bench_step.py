@@ -109,7 +109,8 @@ def run(quick: bool = False) -> list[dict]:
         model = sessions.pop("model")
         for n in tracks:
             feats = {
-                s: rng.standard_normal((n, d), dtype=np.float32) for s, d in config.streams.items()
+                s: rng.standard_normal((n, d), dtype=np.float32)
+                for s, d in config.modalities.items()
             }
             state = (0.1 * rng.standard_normal((n, config.state_size))).astype(np.float32)
             t_feats = {k: torch.from_numpy(v) for k, v in feats.items()}

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from reclnet.benchmarks.timing import Timing, measure_each
+from reclnet.paths import vtest_video
 
-VTEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "vtest.avi"
+VTEST = vtest_video() or Path("vtest.avi")
 CASE = "vtest.avi 768x576"
 
 
@@ -102,6 +103,7 @@ def _run_pipeline(
     """One timed pass over ``frames`` frames of vtest.avi; the e2e row and one row per stage."""
     from reclnet.runtime.backends import load_backend
     from reclnet.runtime.camera.features import FeatureNetwork
+    from reclnet.runtime.camera.flow import flow_image
     from reclnet.runtime.camera.persons import HogPersonDetector
     from reclnet.runtime.camera.pipeline import (
         DetectAndTrack,
@@ -111,7 +113,6 @@ def _run_pipeline(
     )
     from reclnet.runtime.camera.source import FileSource
     from reclnet.runtime.camera.tracking import PersonTracker
-    from reclnet.runtime.flow import flow_image
 
     rows = []
     with (

@@ -51,7 +51,7 @@ def _export_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         metavar="STREAM",
-        help="also write features_<STREAM>.onnx for these streams (default: all the model's)",
+        help="also write features_<STREAM>.onnx for these modalities (default: all the model's)",
     )
     p.add_argument(
         "--backbone",
@@ -125,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.features is not None:
         from reclnet.export.features import export_features
 
-        streams = args.features or model.config.stream_names
-        for stream in streams:
+        modalities = args.features or model.config.modality_names
+        for stream in modalities:
             written.append(
                 export_features(
                     out / f"features_{stream}.onnx",
                     stream=stream,
-                    out_dim=model.config.streams[stream]
-                    if stream in model.config.streams
+                    out_dim=model.config.modalities[stream]
+                    if stream in model.config.modalities
                     else None,
                     backbone=args.backbone,
                     weights=args.backbone_weights,
@@ -179,7 +179,7 @@ def _engine_parser() -> argparse.ArgumentParser:
 def build_engine_main(argv: list[str] | None = None) -> int:
     """``reclnet build-engine``; returns the process exit code."""
     args = _engine_parser().parse_args(argv)
-    from reclnet.runtime.backends.tensorrt.loader import EngineBuildError, build_engine
+    from reclnet.export.tensorrt_engine import EngineBuildError, build_engine
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
     try:

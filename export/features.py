@@ -167,7 +167,7 @@ def export_features(
         The ONNX file (sidecar ``kind="features"`` beside it).
     """
     from reclnet.runtime.artifacts import file_sha256
-    from reclnet.runtime.flow import FLOW_OFFSET, FLOW_SCALE
+    from reclnet.runtime.camera.flow import FLOW_OFFSET, FLOW_SCALE
 
     net = net or FeatureNet(backbone, out_dim, weights=weights, seed=seed)
     image = torch.zeros(1, 3, 64, 96)

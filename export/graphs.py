@@ -6,7 +6,7 @@ because that is what exports to a small ONNX graph every runtime executes fast
 (ONNX Runtime CPU, the TensorRT ONNX parser). The input projection is linear
 and feeds only the first recurrent layer, so it can be folded into that layer's
 input weights (``W_ih @ W_proj``): mathematically identical, fewer bytes to
-stream per step (see the "Export" README section for the measured gain).
+modality per step (see the "Export" README section for the measured gain).
 
 Every graph here takes its weights from a :class:`~reclnet.train.model.RecLNet`
 and is compared against it in tests/test_export.py.
@@ -66,10 +66,10 @@ class _Layer(nn.Module):
         return h_new, torch.cat([h_new, c_new], dim=1)
 
 
-def _layers_of(model: RecLNet, stream: str, fold_projection: bool) -> nn.ModuleList:
-    """The unrolled layers of one stream, the projection folded into layer 0 or kept apart."""
+def _layers_of(model: RecLNet, modality: str, fold_projection: bool) -> nn.ModuleList:
+    """The unrolled layers of one modality, the projection folded into layer 0 or kept apart."""
     config = model.config
-    enc = model.encoders[stream]
+    enc = model.encoders[modality]
     proj_w, proj_b = enc.projection.weight.double(), enc.projection.bias.double()
     layers = []
     for i, layer in enumerate(enc.layers):
@@ -88,12 +88,12 @@ def _layers_of(model: RecLNet, stream: str, fold_projection: bool) -> nn.ModuleL
 
 
 class _Heads(nn.Module):
-    """The classifier(s) and the stream fusion, producing probabilities."""
+    """The classifier(s) and the modality fusion, producing probabilities."""
 
     def __init__(self, model: RecLNet) -> None:
         super().__init__()
         self.mode = model.mode
-        self.names = model.config.stream_names
+        self.names = model.config.modality_names
         if self.mode == "fusion_layer":
             self.w = nn.Parameter(model.fusion_head.weight.detach().t().contiguous(), False)
             self.b = nn.Parameter(model.fusion_head.bias.detach().clone(), False)
@@ -126,8 +126,8 @@ class _Heads(nn.Module):
 class StepGraph(nn.Module):
     """One streaming step of RecLNet for N live tracks.
 
-    ``forward(*features, state)``: one float32 ``[N, D_s]`` tensor per stream in
-    ``config.streams`` order, then the packed state ``[N, S]``; returns
+    ``forward(*features, state)``: one float32 ``[N, D_s]`` tensor per modality in
+    ``config.modalities`` order, then the packed state ``[N, S]``; returns
     ``probs [N, C+1]`` and ``state_out [N, S]`` (layout of
     :mod:`reclnet.config`). Equals :meth:`RecLNet.step` up to float rounding.
 
@@ -136,15 +136,15 @@ class StepGraph(nn.Module):
     model : RecLNet
         Trained model; its weights are copied.
     fold_projection : bool
-        Fold each stream's input projection into its first layer.
+        Fold each modality's input projection into its first layer.
     """
 
     def __init__(self, model: RecLNet, *, fold_projection: bool = True) -> None:
         super().__init__()
         self.config: RecLNetConfig = model.config
         self.fold_projection = fold_projection
-        self.streams = nn.ModuleList(
-            [_layers_of(model, s, fold_projection) for s in self.config.stream_names]
+        self.modalities = nn.ModuleList(
+            [_layers_of(model, s, fold_projection) for s in self.config.modality_names]
         )
         if not fold_projection:
             self.proj_w = nn.ParameterList(
@@ -152,13 +152,13 @@ class StepGraph(nn.Module):
                     nn.Parameter(
                         model.encoders[s].projection.weight.detach().t().contiguous(), False
                     )
-                    for s in self.config.stream_names
+                    for s in self.config.modality_names
                 ]
             )
             self.proj_b = nn.ParameterList(
                 [
                     nn.Parameter(model.encoders[s].projection.bias.detach().clone(), False)
-                    for s in self.config.stream_names
+                    for s in self.config.modality_names
                 ]
             )
         self.heads = _Heads(model)
@@ -168,7 +168,7 @@ class StepGraph(nn.Module):
         width = self.config.state_per_layer
         outputs, states = [], []
         offset = 0
-        for s, layers in enumerate(self.streams):
+        for s, layers in enumerate(self.modalities):
             x = features[s]
             if not self.fold_projection:
                 x = torch.matmul(x, self.proj_w[s]) + self.proj_b[s]
@@ -192,7 +192,7 @@ class StepGraph(nn.Module):
 class PoolStepGraph(nn.Module):
     """The step on a device-resident state pool: gather, step, scatter.
 
-    ``forward(*features, pool, slots)``: features ``[N, D_s]`` per stream, the
+    ``forward(*features, pool, slots)``: features ``[N, D_s]`` per modality, the
     whole pool ``[capacity, S]`` and int64 ``slots [N]`` (distinct rows of the
     pool, one per live track); returns ``probs [N, C+1]`` and ``pool_out
     [capacity, S]`` with rows ``slots`` replaced by the new states (other rows

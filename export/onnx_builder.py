@@ -57,9 +57,9 @@ class _Graph:
         return self.op(op_type, inputs, **attrs)[0]
 
 
-def _layer_weights(model: RecLNet, stream: str, i: int) -> tuple[np.ndarray, ...]:
+def _layer_weights(model: RecLNet, modality: str, i: int) -> tuple[np.ndarray, ...]:
     """(W_ih, b_ih, W_hh, b_hh) of layer i in float64, the projection folded into layer 0."""
-    enc = model.encoders[stream]
+    enc = model.encoders[modality]
     layer = enc.layers[i]
     if model.config.cell == "fc":
         w_ih, b_ih = layer[0].weight, layer[0].bias
@@ -83,7 +83,7 @@ def _layer_weights(model: RecLNet, stream: str, i: int) -> tuple[np.ndarray, ...
 
 
 def _heads(g: _Graph, model: RecLNet, outputs: list[str]) -> str:
-    """Classifier(s) + fusion on ``[..., F]`` stream outputs -> probabilities ``[..., C+1]``."""
+    """Classifier(s) + fusion on ``[..., F]`` modality outputs -> probabilities ``[..., C+1]``."""
     f32 = np.float32
 
     def linear(x: str, lin: object) -> str:
@@ -91,7 +91,7 @@ def _heads(g: _Graph, model: RecLNet, outputs: list[str]) -> str:
         b = lin.bias.detach().numpy().astype(f32)
         return g.op1("Add", [g.op1("MatMul", [x, g.const("head_w", w)]), g.const("head_b", b)])
 
-    names = model.config.stream_names
+    names = model.config.modality_names
     if model.mode == "fusion_layer":
         cat = g.op1("Concat", outputs, axis=-1)
         return g.op1("Softmax", [linear(cat, model.fusion_head)], axis=-1)
@@ -108,12 +108,12 @@ def _heads(g: _Graph, model: RecLNet, outputs: list[str]) -> str:
 
 
 def _recurrent_layer(
-    g: _Graph, model: RecLNet, stream: str, i: int, x: str, init: list[str] | None
+    g: _Graph, model: RecLNet, modality: str, i: int, x: str, init: list[str] | None
 ) -> tuple[str, list[str]]:
     """One layer on time-major ``x [T, N, D_in]``; returns ``[T, N, M]`` and the final state(s)."""
     cfg = model.config
     m = cfg.memory_size
-    w_ih, b_ih, w_hh, b_hh = _layer_weights(model, stream, i)
+    w_ih, b_ih, w_hh, b_hh = _layer_weights(model, modality, i)
     f32 = np.float32
     if cfg.cell == "fc":
         y = g.op1("MatMul", [x, g.const("fc_w", w_ih.T.astype(f32))])
@@ -138,7 +138,7 @@ def _recurrent_layer(
 
 
 def build_sequence_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
-    """The sequence model: ``{stream} [N, T, D] -> probs [N, T, C+1]`` from zero state.
+    """The sequence model: ``{modality} [N, T, D] -> probs [N, T, C+1]`` from zero state.
 
     Parameters
     ----------
@@ -156,18 +156,18 @@ def build_sequence_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
     g = _Graph()
     perm = [1, 0, 2]
     outputs = []
-    for stream in cfg.stream_names:
-        x = g.op1("Transpose", [stream], perm=perm)  # [T, N, D]
+    for modality in cfg.modality_names:
+        x = g.op1("Transpose", [modality], perm=perm)  # [T, N, D]
         outs = []
         for i in range(cfg.num_layers):
-            x, _ = _recurrent_layer(g, model, stream, i, x, None)
+            x, _ = _recurrent_layer(g, model, modality, i, x, None)
             outs.append(x)
         outputs.append(outs[0] if len(outs) == 1 else g.op1("Concat", outs, axis=-1))
     probs_tn = _heads(g, model, outputs)
     g.nodes.append(helper.make_node("Transpose", [probs_tn], ["probs"], perm=perm, name="out"))
     inputs = [
         helper.make_tensor_value_info(s, TensorProto.FLOAT, ["N", "T", d])
-        for s, d in cfg.streams.items()
+        for s, d in cfg.modalities.items()
     ]
     out = [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", "T", cfg.num_classes])]
     graph = helper.make_graph(g.nodes, "reclnet_sequence", inputs, out, g.inits)
@@ -181,7 +181,7 @@ def build_sequence_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
 def build_step_rnn_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
     """The streaming step built on the ONNX GRU / LSTM operators with T = 1.
 
-    Same I/O as the unrolled step (``{stream} [N, D], state [N, S] -> probs,
+    Same I/O as the unrolled step (``{modality} [N, D], state [N, S] -> probs,
     state_out``); used to measure which form runs faster.
 
     Returns
@@ -197,11 +197,11 @@ def build_step_rnn_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
     axis1 = g.const("axis1", np.array([1], np.int64))
     slices = cfg.state_slices()
     outputs, states = [], []
-    for stream in cfg.stream_names:
-        x = g.op1("Unsqueeze", [stream, axis0])  # [1, N, D]
+    for modality in cfg.modality_names:
+        x = g.op1("Unsqueeze", [modality, axis0])  # [1, N, D]
         outs = []
         for i in range(cfg.num_layers):
-            sl = slices[(stream, i)]
+            sl = slices[(modality, i)]
             parts = [(sl.start, sl.start + m)]
             if cfg.cell == "lstm":
                 parts.append((sl.start + m, sl.stop))
@@ -217,7 +217,7 @@ def build_step_rnn_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
                     ],
                 )
                 init.append(g.op1("Unsqueeze", [piece, axis0]))
-            x, finals = _recurrent_layer(g, model, stream, i, x, init)
+            x, finals = _recurrent_layer(g, model, modality, i, x, init)
             states += [g.op1("Squeeze", [f, axis0]) for f in finals]
             outs.append(x)
         outputs.append(outs[0] if len(outs) == 1 else g.op1("Concat", outs, axis=-1))
@@ -226,7 +226,7 @@ def build_step_rnn_model(model: RecLNet, opset: int = 18) -> onnx.ModelProto:
     g.nodes.append(helper.make_node("Concat", states, ["state_out"], axis=1, name="state_cat"))
     inputs = [
         helper.make_tensor_value_info(s, TensorProto.FLOAT, ["N", d])
-        for s, d in cfg.streams.items()
+        for s, d in cfg.modalities.items()
     ] + [helper.make_tensor_value_info("state", TensorProto.FLOAT, ["N", cfg.state_size])]
     out = [
         helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", cfg.num_classes]),

@@ -131,10 +131,10 @@ def export_step(
     config = model.config
     graph = StepGraph(model.eval(), fold_projection=fold_projection)
     n = 2
-    args = tuple(torch.zeros(n, d) for d in config.streams.values()) + (
+    args = tuple(torch.zeros(n, d) for d in config.modalities.values()) + (
         torch.zeros(n, config.state_size),
     )
-    names = [*config.stream_names, "state"]
+    names = [*config.modality_names, "state"]
     path = onnx_export(
         graph,
         args,
@@ -151,7 +151,7 @@ def export_step(
         postprocess=postprocess,
         model_id=weights_id(model.state_dict()),
         source_checkpoint=_source_info(source_checkpoint),
-        preprocessing={"streams": dict(config.streams), "initial_state": "zeros"},
+        preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
         extra={"variant": {"cell": "unrolled", "fold_projection": fold_projection}},
     )
     return path
@@ -180,12 +180,12 @@ def export_step_pool(
     config = model.config
     graph = PoolStepGraph(model.eval(), fold_projection=fold_projection)
     n = 2
-    args = tuple(torch.zeros(n, d) for d in config.streams.values()) + (
+    args = tuple(torch.zeros(n, d) for d in config.modalities.values()) + (
         torch.zeros(capacity, config.state_size),
         torch.arange(n, dtype=torch.int64),
     )
-    names = [*config.stream_names, "pool", "slots"]
-    dynamic = {name: {0: "N"} for name in [*config.stream_names, "slots"]}
+    names = [*config.modality_names, "pool", "slots"]
+    dynamic = {name: {0: "N"} for name in [*config.modality_names, "slots"]}
     path = onnx_export(
         graph,
         args,
@@ -202,7 +202,7 @@ def export_step_pool(
         postprocess=postprocess,
         model_id=weights_id(model.state_dict()),
         source_checkpoint=_source_info(source_checkpoint),
-        preprocessing={"streams": dict(config.streams), "initial_state": "zeros"},
+        preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
         extra={
             "variant": {"cell": "unrolled", "fold_projection": fold_projection},
             "capacity": capacity,
@@ -244,6 +244,6 @@ def export_sequence(
         postprocess=postprocess,
         model_id=weights_id(model.state_dict()),
         source_checkpoint=_source_info(source_checkpoint),
-        preprocessing={"streams": dict(config.streams), "initial_state": "zeros"},
+        preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
     )
     return path

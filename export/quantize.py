@@ -37,8 +37,8 @@ def input_projection_nodes(model_path: str | os.PathLike) -> list[str]:
     import onnx
 
     model = onnx.load(str(model_path))
-    streams = {i.name for i in model.graph.input if i.name not in ("state", "pool", "slots")}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[0] in streams]
+    modalities = {i.name for i in model.graph.input if i.name not in ("state", "pool", "slots")}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[0] in modalities]
 
 
 def quantize_step(

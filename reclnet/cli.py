@@ -20,8 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "export": ("reclnet.export.cli", "main", "export a checkpoint to ONNX (+ sidecar JSON)"),
     "build-engine": ("reclnet.export.cli", "build_engine_main", "build a TensorRT engine"),
-    "eval": ("reclnet.runtime.evaluate_cli", "main", "evaluate detections against tubes"),
-    "stream": ("reclnet.runtime.stream", "main", "run the online scorer on a video or camera"),
+    "eval": ("reclnet.runtime.offline.cli", "main", "evaluate detections against tubes"),
+    "stream": ("reclnet.runtime.camera.cli", "main", "run the online scorer on a video or camera"),
     "bench": ("reclnet.benchmarks.suite", "main", "run the benchmark suite"),
     "demo": ("reclnet.demo", "main", "the built-in end-to-end demo (make demo)"),
 }

@@ -15,9 +15,8 @@ actions, with the 0-based labels of the dataset (UCF101-24 label 3 is column
 Packed recurrent state
 ----------------------
 A track's whole recurrent state is one float32 row of ``state_size`` values so
-that a runtime can keep one row per live track. The row is laid out stream by
-stream (in the order of :attr:`RecLNetConfig.streams`), layer by layer inside a
-stream, and for each layer the hidden vector ``h`` (M values), followed for an
+that a runtime can keep one row per live track. The row is laid out modality by modality (in the order of :attr:`RecLNetConfig.modalities`), layer by layer inside a
+modality, and for each layer the hidden vector ``h`` (M values), followed for an
 LSTM by its cell vector ``c`` (M values). A new track starts from zeros. The
 ``fc`` baseline has no state (``state_size == 0``).
 """
@@ -42,30 +41,30 @@ class RecLNetConfig:
     num_actions : int
         C, the number of action classes; the model outputs C + 1 probabilities,
         background last.
-    streams : dict[str, int]
-        Input feature size per stream, in stream order: ``{"rgb": 4096,
-        "flow": 4096}`` for Fast-RCNN FC7 features, 832 per stream for I3D.
-        One stream makes a single-stream network.
+    modalities : dict[str, int]
+        Input feature size per modality, in modality order: ``{"rgb": 4096,
+        "flow": 4096}`` for Fast-RCNN FC7 features, 832 per modality for I3D.
+        One modality makes a single-modality network.
     projection_size : int
-        Output size of the per-stream linear layer that normalizes the input.
+        Output size of the per-modality linear layer that normalizes the input.
     memory_size : int
         M, the hidden size of every recurrent layer.
     num_layers : int
-        Recurrent layers per stream; the outputs of all of them are concatenated.
+        Recurrent layers per modality; the outputs of all of them are concatenated.
     cell : str
         ``"gru"`` (the paper's model), ``"lstm"`` or ``"fc"`` (the baseline with
         no recurrence: fully connected layers with a ReLU, sized so that the
         stack has the GRU stack's parameter count within 1%).
     fusion : str
-        How two or more streams are combined: ``"average"`` of the streams'
+        How two or more modalities are combined: ``"average"`` of the modalities'
         softmax outputs, ``"gating"`` (learned per-class weights on each
-        stream's class scores before one softmax) or ``"fusion_layer"`` (a
-        linear classifier on the concatenated memories of all streams).
-        Ignored for a single stream.
+        modality's class scores before one softmax) or ``"fusion_layer"`` (a
+        linear classifier on the concatenated memories of all modalities).
+        Ignored for a single modality.
     """
 
     num_actions: int = 24
-    streams: dict[str, int] = field(default_factory=lambda: {"rgb": 4096, "flow": 4096})
+    modalities: dict[str, int] = field(default_factory=lambda: {"rgb": 4096, "flow": 4096})
     projection_size: int = 1024
     memory_size: int = 256
     num_layers: int = 2
@@ -77,18 +76,18 @@ class RecLNetConfig:
             raise ValueError(f"RecLNetConfig.cell must be one of {CELLS}, got {self.cell!r}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"RecLNetConfig.fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if not self.streams:
-            raise ValueError("RecLNetConfig.streams must name at least one stream")
-        for name, size in self.streams.items():
+        if not self.modalities:
+            raise ValueError("RecLNetConfig.modalities must name at least one modality")
+        for name, size in self.modalities.items():
             if not isinstance(name, str) or not name:
-                raise ValueError(f"RecLNetConfig.streams: bad stream name {name!r}")
+                raise ValueError(f"RecLNetConfig.modalities: bad modality name {name!r}")
             if int(size) <= 0:
-                raise ValueError(f"RecLNetConfig.streams[{name!r}] must be > 0, got {size}")
+                raise ValueError(f"RecLNetConfig.modalities[{name!r}] must be > 0, got {size}")
         for attr in ("num_actions", "projection_size", "memory_size", "num_layers"):
             if int(getattr(self, attr)) <= 0:
                 raise ValueError(f"RecLNetConfig.{attr} must be > 0, got {getattr(self, attr)}")
         # A dict field in a frozen dataclass: copy it so callers cannot mutate ours.
-        object.__setattr__(self, "streams", {str(k): int(v) for k, v in self.streams.items()})
+        object.__setattr__(self, "modalities", {str(k): int(v) for k, v in self.modalities.items()})
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -102,9 +101,9 @@ class RecLNetConfig:
         return self.num_actions
 
     @property
-    def stream_names(self) -> list[str]:
-        """The streams in state and input order."""
-        return list(self.streams)
+    def modality_names(self) -> list[str]:
+        """The modalities in state and input order."""
+        return list(self.modalities)
 
     @property
     def fc_hidden_size(self) -> int:
@@ -127,8 +126,8 @@ class RecLNetConfig:
         return self.fc_hidden_size if self.cell == "fc" else self.memory_size
 
     @property
-    def stream_output_size(self) -> int:
-        """Size of one stream's concatenated layer outputs (2M in the paper)."""
+    def modality_output_size(self) -> int:
+        """Size of one modality's concatenated layer outputs (2M in the paper)."""
         return self.num_layers * self.layer_output_size
 
     @property
@@ -139,22 +138,22 @@ class RecLNetConfig:
     @property
     def state_size(self) -> int:
         """S, the length of a track's packed state row."""
-        return len(self.streams) * self.num_layers * self.state_per_layer
+        return len(self.modalities) * self.num_layers * self.state_per_layer
 
     def state_slices(self) -> dict[tuple[str, int], slice]:
-        """Where each (stream, layer) lives in the packed state row.
+        """Where each (modality, layer) lives in the packed state row.
 
         Returns
         -------
         dict[tuple[str, int], slice]
-            ``(stream, layer) -> slice`` into a row of length ``state_size``;
+            ``(modality, layer) -> slice`` into a row of length ``state_size``;
             for an LSTM the first M values of the slice are h, the next M are c.
         """
         out: dict[tuple[str, int], slice] = {}
         offset, width = 0, self.state_per_layer
-        for stream in self.streams:
+        for modality in self.modalities:
             for layer in range(self.num_layers):
-                out[(stream, layer)] = slice(offset, offset + width)
+                out[(modality, layer)] = slice(offset, offset + width)
                 offset += width
         return out
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_VIDEO = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "video" / "vtest.avi"
-)
+from reclnet.paths import vtest_video
+
+DEFAULT_VIDEO = vtest_video()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,8 +128,8 @@ def synthetic_live_stream(videos: list[Any], gap: int = 5) -> tuple[list, list, 
     for f in sorted(per_frame):
         rows = per_frame[f]
         ids = np.array([r[0] for r in rows], np.int64)
-        streams = rows[0][1].keys()
-        feats = {s: np.stack([r[1][s] for r in rows]) for s in streams}
+        modalities = rows[0][1].keys()
+        feats = {s: np.stack([r[1][s] for r in rows]) for s in modalities}
         boxes = np.stack([r[2] for r in rows]).astype(np.float32)
         frames.append((f, ids, feats, boxes))
     return frames, truth, names
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             "      the model was trained on synthetic features: its 'actions' on a real video "
             "are not meaningful, this shows the pipeline running"
         )
-        from reclnet.runtime.stream import main as stream_main
+        from reclnet.runtime.camera.cli import main as stream_main
 
         status = stream_main(
             [

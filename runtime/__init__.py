@@ -20,7 +20,7 @@ _EXPORTS: dict[str, str] = {
     "get_include": "postproc",
     "causal_median": "postproc",
     "SegmentBank": "postproc",
-    "flow_image": "flow",
+    "flow_image": "camera.flow",
 }
 
 __all__ = sorted(_EXPORTS)

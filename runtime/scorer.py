@@ -25,7 +25,7 @@ Per call of :meth:`OnlineScorer.update`:
    segment's frames, interpolated linearly over frames the track was not seen).
 
 With ``lookahead = (window - 1) // 2`` (odd window) the END events equal the
-offline pipeline (sequence forward + :func:`reclnet.runtime.localize.localize_track`)
+offline pipeline (sequence forward + :func:`reclnet.runtime.offline.localize.localize_track`)
 segment for segment; with ``lookahead = 0`` each sample is smoothed over the
 ``window`` samples ending at it (causal, no delay).
 """
@@ -43,9 +43,9 @@ import numpy as np
 from reclnet.config import PostprocessConfig, RecLNetConfig
 
 from .backends import BackendError, StepRunner
+from .offline.tubes import Tube
 from .snapshot import SnapshotError, read_snapshot, write_snapshot
 from .state_pool import StatePool
-from .tubes import Tube
 
 __all__ = ["Event", "FrameResult", "OnlineScorer"]
 
@@ -249,16 +249,16 @@ class OnlineScorer:
     def _check_features(self, features: Any, n: int) -> dict[str, np.ndarray]:
         if not isinstance(features, Mapping):
             raise TypeError(f"features must be a dict stream -> array, got {type(features)}")
-        streams = self.config.streams
-        missing = [s for s in streams if s not in features]
-        extra = [s for s in features if s not in streams]
+        modalities = self.config.modalities
+        missing = [s for s in modalities if s not in features]
+        extra = [s for s in features if s not in modalities]
         if missing or extra:
             raise ValueError(
-                f"features streams {sorted(features)} do not match the model's "
-                f"{list(streams)} (missing {missing}, unknown {extra})"
+                f"features modalities {sorted(features)} do not match the model's "
+                f"{list(modalities)} (missing {missing}, unknown {extra})"
             )
         out = {}
-        for name, size in streams.items():
+        for name, size in modalities.items():
             x = features[name]
             if not isinstance(x, np.ndarray):
                 raise TypeError(f"features[{name!r}] must be a numpy array, got {type(x)}")
@@ -357,7 +357,7 @@ class OnlineScorer:
         ends = [e for e in events if e.kind == "end"]
         if not self.nms or len(ends) < 2:
             return events
-        from .localize import nms_tubes
+        from .offline.tube_geometry import nms_tubes
 
         kept = {id(t) for t in nms_tubes([e.tube for e in ends], self.postprocess.nms_iou)}
         return [e for e in events if e.kind != "end" or id(e.tube) in kept]
@@ -385,7 +385,7 @@ class OnlineScorer:
             int64 ``[N]`` distinct ids of the tracks seen at this frame (any int64;
             an unknown id starts a new track from the zero state).
         features : dict[str, np.ndarray]
-            float32 ``[N, D_stream]`` per stream of the model, finite.
+            float32 ``[N, D_modality]`` per stream of the model, finite.
         boxes : np.ndarray
             float32 ``[N, 4]`` ``x1 y1 x2 y2`` of each track at this frame.
 

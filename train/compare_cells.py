@@ -13,7 +13,7 @@ reports on the held-out ``test`` videos:
 
 * frame level: frame accuracy, mean per-class accuracy;
 * per track, temporal behaviour: every track is cut into segments by
-  :func:`reclnet.runtime.localize.localize_track` (median filter + threshold,
+  :func:`reclnet.runtime.offline.localize.localize_track` (median filter + threshold,
   the runtime's defaults), then for every ground-truth action interval of a
   track (a maximal run of one action label) the best temporal IoU of a segment
   of the same class (``tiou``; 0 when none), the share of intervals found with
@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from reclnet.config import PostprocessConfig
-from reclnet.runtime.localize import localize_track, temporal_iou
+from reclnet.runtime.offline.localize import localize_track
+from reclnet.runtime.offline.tube_geometry import temporal_iou
 from reclnet.train.checkpoint import load_checkpoint
 from reclnet.train.data import LabelledTrack, load_tracks, open_dataset
 from reclnet.train.synthetic import (
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    spec = FeatureSpec(streams={"rgb": args.feature_size, "flow": args.feature_size})
+    spec = FeatureSpec(modalities={"rgb": args.feature_size, "flow": args.feature_size})
     root = Path(args.ucf_root) if args.ucf_root else default_ucf_root()
     data = out / "data.h5"
     t0 = time.perf_counter()

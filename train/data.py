@@ -8,7 +8,7 @@ HDF5 schema (``reclnet-tracks/1``)
 File attributes:
 
 * ``format``: ``"reclnet-tracks/1"``;
-* ``streams``: JSON object ``{stream name: feature size D}`` in stream order;
+* ``modalities``: JSON object ``{modality name: feature size D}`` in modality order;
 * ``num_actions``: C, labels are ``0 .. C-1``; background is C (the last class);
 * ``class_names``: JSON list of C names (optional, may be ``[]``);
 * ``source``: free text describing where the data came from.
@@ -22,15 +22,15 @@ attribute, not as the group name), each with attributes ``name`` (str),
 * ``tracks/t000000 ...``: one person track each, attribute ``track_id`` (int,
   unique within the video), datasets ``frames`` int64 ``[T]`` (strictly
   increasing frame numbers, T >= 1), ``boxes`` float32 ``[T, 4]`` (x1 y1 x2 y2
-  pixels) and ``features/<stream>`` float16 or float32 ``[T, D]`` for every
-  stream of the file;
+  pixels) and ``features/<modality>`` float16 or float32 ``[T, D]`` for every
+  modality of the file;
 * ``tubes/g000000 ...``: the ground-truth action tubes, attribute ``label``
   (int, ``0 <= label < C``), datasets ``frames`` int64 ``[T]`` (consecutive)
   and ``boxes`` float32 ``[T, 4]``.
 
 Labels are not stored: they are always derived from the tubes by
 :func:`assign_labels`, so there is one definition of a frame's label.
-Every problem found when reading (a missing stream, a wrong feature size, NaN
+Every problem found when reading (a missing modality, a wrong feature size, NaN
 features, unordered frames, a truncated or foreign file) raises
 :class:`DatasetError` naming the file, the video/track and the problem.
 """
@@ -47,7 +47,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from reclnet.runtime.tubes import Tube
+from reclnet.runtime.offline.tubes import Tube
 
 __all__ = [
     "FORMAT",
@@ -84,7 +84,7 @@ class Track:
     boxes : np.ndarray
         float32 ``[T, 4]`` x1 y1 x2 y2.
     features : dict[str, np.ndarray]
-        float16 or float32 ``[T, D_stream]`` per stream.
+        float16 or float32 ``[T, D_modality]`` per modality.
     """
 
     track_id: int
@@ -107,7 +107,7 @@ class Video:
     num_frames : int
         Number of frames of the video.
     tracks : list[Track]
-    tubes : list[reclnet.runtime.tubes.Tube]
+    tubes : list[reclnet.runtime.offline.tubes.Tube]
         Ground truth (``score`` None).
     split : str
         ``"train"``, ``"val"``, ``"test"`` or any other tag.
@@ -133,7 +133,7 @@ class LabelledTrack:
     boxes : np.ndarray
         float32 ``[T, 4]``.
     features : dict[str, np.ndarray]
-        float32 ``[T, D_stream]``.
+        float32 ``[T, D_modality]``.
     labels : np.ndarray
         int64 ``[T]`` in ``0 .. C`` (C = background).
     """
@@ -241,7 +241,7 @@ def assign_labels(
 
 
 # --------------------------------------------------------------------- checks
-def _check_track(track: Track, streams: dict[str, int], where: str) -> None:
+def _check_track(track: Track, modalities: dict[str, int], where: str) -> None:
     frames = np.asarray(track.frames)
     if frames.ndim != 1 or frames.shape[0] == 0:
         raise DatasetError(f"{where}: frames must be a non-empty 1-D array, got {frames.shape}")
@@ -259,13 +259,15 @@ def _check_track(track: Track, streams: dict[str, int], where: str) -> None:
         raise DatasetError(f"{where}: boxes must be [{t}, 4], got {boxes.shape}")
     if not np.all(np.isfinite(boxes)):
         raise DatasetError(f"{where}: boxes contain NaN or infinite values")
-    missing = [s for s in streams if s not in track.features]
+    missing = [s for s in modalities if s not in track.features]
     if missing:
-        raise DatasetError(f"{where}: missing feature stream(s) {missing}")
-    extra = [s for s in track.features if s not in streams]
+        raise DatasetError(f"{where}: missing feature modalities {missing}")
+    extra = [s for s in track.features if s not in modalities]
     if extra:
-        raise DatasetError(f"{where}: unknown feature stream(s) {extra} (file has {list(streams)})")
-    for name, size in streams.items():
+        raise DatasetError(
+            f"{where}: unknown feature modalities {extra} (file has {list(modalities)})"
+        )
+    for name, size in modalities.items():
         x = np.asarray(track.features[name])
         if x.dtype not in (np.float16, np.float32):
             raise DatasetError(f"{where}: features[{name!r}] must be float16/32, got {x.dtype}")
@@ -288,8 +290,8 @@ class DatasetWriter:
         The ``.h5`` file to create (overwritten). It is written to a temporary
         name and renamed on a clean ``close`` so a crash never leaves a
         half-written file under ``path``.
-    streams : dict[str, int]
-        Feature size per stream, in stream order.
+    modalities : dict[str, int]
+        Feature size per modality, in modality order.
     num_actions : int
         C.
     class_names : sequence of str, optional
@@ -301,25 +303,25 @@ class DatasetWriter:
         self,
         path: str | os.PathLike,
         *,
-        streams: dict[str, int],
+        modalities: dict[str, int],
         num_actions: int,
         class_names: Sequence[str] | None = None,
         source: str = "",
     ) -> None:
-        if not streams:
-            raise DatasetError("streams must name at least one stream")
+        if not modalities:
+            raise DatasetError("modalities must name at least one modality")
         if num_actions <= 0:
             raise DatasetError(f"num_actions must be > 0, got {num_actions}")
         if class_names is not None and len(class_names) not in (0, num_actions):
             raise DatasetError(f"class_names has {len(class_names)} names, expected {num_actions}")
         self.path = Path(path)
-        self.streams = {str(k): int(v) for k, v in streams.items()}
+        self.modalities = {str(k): int(v) for k, v in modalities.items()}
         self.num_actions = int(num_actions)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(self.path.name + ".partial")
         self._file = h5py.File(self._tmp, "w")
         self._file.attrs["format"] = FORMAT
-        self._file.attrs["streams"] = json.dumps(self.streams)
+        self._file.attrs["modalities"] = json.dumps(self.modalities)
         self._file.attrs["num_actions"] = self.num_actions
         self._file.attrs["class_names"] = json.dumps(list(class_names or []))
         self._file.attrs["source"] = source
@@ -335,7 +337,7 @@ class DatasetWriter:
         if len(set(ids)) != len(ids):
             raise DatasetError(f"{where}: duplicate track ids")
         for track in video.tracks:
-            _check_track(track, self.streams, f"{where} track {track.track_id}")
+            _check_track(track, self.modalities, f"{where} track {track.track_id}")
         for tube in video.tubes:
             if not 0 <= int(tube.label) < self.num_actions:
                 raise DatasetError(
@@ -353,7 +355,7 @@ class DatasetWriter:
             tg.create_dataset("frames", data=np.asarray(track.frames, dtype=np.int64))
             tg.create_dataset("boxes", data=np.asarray(track.boxes, dtype=np.float32))
             fg = tg.create_group("features")
-            for name in self.streams:
+            for name in self.modalities:
                 fg.create_dataset(name, data=np.asarray(track.features[name]))
         tubes = g.create_group("tubes")
         for i, tube in enumerate(video.tubes):
@@ -383,7 +385,7 @@ def write_dataset(
     path: str | os.PathLike,
     videos: Iterable[Video],
     *,
-    streams: dict[str, int],
+    modalities: dict[str, int],
     num_actions: int,
     class_names: Sequence[str] | None = None,
     source: str = "",
@@ -396,7 +398,7 @@ def write_dataset(
         The written file.
     """
     with DatasetWriter(
-        path, streams=streams, num_actions=num_actions, class_names=class_names, source=source
+        path, modalities=modalities, num_actions=num_actions, class_names=class_names, source=source
     ) as writer:
         for video in videos:
             writer.add_video(video)
@@ -409,7 +411,7 @@ class DatasetReader:
 
     Attributes
     ----------
-    streams : dict[str, int]
+    modalities : dict[str, int]
     num_actions : int
     class_names : list[str]
     source : str
@@ -429,7 +431,7 @@ class DatasetReader:
             attrs = self._file.attrs
             if attrs.get("format") != FORMAT:
                 raise DatasetError(f"dataset {self.path}: not a {FORMAT} file")
-            self.streams = {str(k): int(v) for k, v in json.loads(attrs["streams"]).items()}
+            self.modalities = {str(k): int(v) for k, v in json.loads(attrs["modalities"]).items()}
             self.num_actions = int(attrs["num_actions"])
             self.class_names = list(json.loads(attrs.get("class_names", "[]")))
             self.source = str(attrs.get("source", ""))
@@ -472,7 +474,7 @@ class DatasetReader:
         except ValueError as exc:  # TubeFormatError and friends
             raise DatasetError(f"dataset {self.path}: {key}: {exc}") from exc
         for track in tracks:
-            _check_track(track, self.streams, f"{where} track {track.track_id}")
+            _check_track(track, self.modalities, f"{where} track {track.track_id}")
         for tube in tubes:
             if tube.label >= self.num_actions:
                 raise DatasetError(f"{where}: tube label {tube.label} >= C={self.num_actions}")
@@ -532,7 +534,7 @@ def load_tracks(
     tracks : list[LabelledTrack]
         In file order.
     info : DatasetReader
-        The (closed) reader, for its ``streams``, ``num_actions`` and ``class_names``.
+        The (closed) reader, for its ``modalities``, ``num_actions`` and ``class_names``.
     """
     out: list[LabelledTrack] = []
     with open_dataset(path) as ds:

@@ -1,22 +1,22 @@
 """The RecLNet model (paper section 3.2, Figure 2) in PyTorch.
 
-Per stream (RGB, optical flow): a linear layer that normalizes the input
+Per modality (RGB, optical flow): a linear layer that normalizes the input
 features, then a stack of recurrent layers (GRU, LSTM) or, for the baseline,
-fully connected layers. The outputs of every layer of every stream are
+fully connected layers. The outputs of every layer of every modality are
 concatenated and classified into C actions + background (last column), see
 :mod:`reclnet.config` for the class and packed-state layouts.
 
-Fusion of the streams (``RecLNetConfig.fusion``):
+Fusion of the modalities (``RecLNetConfig.fusion``):
 
 - ``fusion_layer``: one linear layer on the concatenated memories of all
-  streams (the paper's final model);
-- ``average``: each stream has its own classifier; their softmax outputs are
+  modalities (the paper's final model);
+- ``average``: each modality has its own classifier; their softmax outputs are
   averaged;
-- ``gating``: each stream's classifier logits are multiplied by learned
+- ``gating``: each modality's classifier logits are multiplied by learned
   per-class weights, summed, then one softmax.
 
-Gating and fusion layer are trained on top of frozen single-stream networks
-(:meth:`RecLNet.load_stream_weights`, :meth:`RecLNet.freeze_streams`).
+Gating and fusion layer are trained on top of frozen single-modality networks
+(:meth:`RecLNet.load_modality_weights`, :meth:`RecLNet.freeze_modalities`).
 
 ``forward`` runs a whole sequence ``[B, T, D]``, ``step`` one frame ``[B, D]``;
 both take and return the packed state ``[B, S]`` so that a chunked or
@@ -32,14 +32,14 @@ from torch import Tensor, nn
 
 from reclnet.config import RecLNetConfig
 
-__all__ = ["RecLNet", "RecLNetConfig", "StreamEncoder"]
+__all__ = ["RecLNet", "RecLNetConfig", "ModalityEncoder"]
 
 
-class StreamEncoder(nn.Module):
-    """One stream: input projection + layer stack.
+class ModalityEncoder(nn.Module):
+    """One modality: input projection + layer stack.
 
     Input ``[B, T, D]``, output ``[B, T, num_layers * layer_output_size]`` (the
-    concatenated outputs of every layer) and the stream's part of the packed state.
+    concatenated outputs of every layer) and the modality's part of the packed state.
     """
 
     def __init__(self, input_size: int, config: RecLNetConfig) -> None:
@@ -59,20 +59,20 @@ class StreamEncoder(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """Run the stream over a sequence.
+        """Run the modality over a sequence.
 
         Parameters
         ----------
         x : Tensor
             float32 ``[B, T, D]`` features.
         state : Tensor
-            float32 ``[B, num_layers * state_per_layer]``, this stream's slice of
+            float32 ``[B, num_layers * state_per_layer]``, this modality's slice of
             the packed state.
 
         Returns
         -------
         outputs : Tensor
-            float32 ``[B, T, stream_output_size]``.
+            float32 ``[B, T, modality_output_size]``.
         new_state : Tensor
             float32, same shape as ``state``: the state after the last step.
         """
@@ -110,41 +110,45 @@ class RecLNet(nn.Module):
         super().__init__()
         self.config = config = config or RecLNetConfig()
         self.encoders = nn.ModuleDict(
-            {name: StreamEncoder(size, config) for name, size in config.streams.items()}
+            {name: ModalityEncoder(size, config) for name, size in config.modalities.items()}
         )
-        n_streams = len(config.streams)
-        self.mode = "single" if n_streams == 1 else config.fusion
+        n_modalities = len(config.modalities)
+        self.mode = "single" if n_modalities == 1 else config.fusion
         if self.mode == "fusion_layer":
-            self.fusion_head = nn.Linear(n_streams * config.stream_output_size, config.num_classes)
+            self.fusion_head = nn.Linear(
+                n_modalities * config.modality_output_size, config.num_classes
+            )
         else:
-            # single stream, average and gating: a classifier per stream.
+            # single modality, average and gating: a classifier per modality.
             self.heads = nn.ModuleDict(
                 {
-                    name: nn.Linear(config.stream_output_size, config.num_classes)
-                    for name in config.streams
+                    name: nn.Linear(config.modality_output_size, config.num_classes)
+                    for name in config.modalities
                 }
             )
         if self.mode == "gating":
-            self.gates = nn.Parameter(torch.full((n_streams, config.num_classes), 1.0 / n_streams))
+            self.gates = nn.Parameter(
+                torch.full((n_modalities, config.num_classes), 1.0 / n_modalities)
+            )
 
     # ------------------------------------------------------------ validation
     def _check_features(self, features: Mapping[str, Tensor], ndim: int) -> int:
-        """Check streams, shapes and values; return the batch size."""
+        """Check modalities, shapes and values; return the batch size."""
         if not isinstance(features, Mapping):
-            raise TypeError(f"features must be a dict stream -> tensor, got {type(features)}")
-        missing = [s for s in self.config.streams if s not in features]
+            raise TypeError(f"features must be a dict modality -> tensor, got {type(features)}")
+        missing = [s for s in self.config.modalities if s not in features]
         if missing:
             raise ValueError(
-                f"missing feature stream(s) {missing}; the model needs {self.config.stream_names}"
+                f"missing feature modalities {missing}; the model needs {self.config.modality_names}"
             )
-        extra = [s for s in features if s not in self.config.streams]
+        extra = [s for s in features if s not in self.config.modalities]
         if extra:
             raise ValueError(
-                f"unknown feature stream(s) {extra}; the model needs {self.config.stream_names}"
+                f"unknown feature modalities {extra}; the model needs {self.config.modality_names}"
             )
         batch = None
         lead_shape = None
-        for name, size in self.config.streams.items():
+        for name, size in self.config.modalities.items():
             x = features[name]
             if not isinstance(x, Tensor):
                 raise TypeError(f"features[{name!r}] must be a torch.Tensor, got {type(x)}")
@@ -159,7 +163,7 @@ class RecLNet(nn.Module):
                 lead_shape = tuple(x.shape[:-1])
             elif tuple(x.shape[:-1]) != lead_shape:
                 raise ValueError(
-                    f"feature streams disagree on batch/time shape: {lead_shape} vs "
+                    f"feature modalities disagree on batch/time shape: {lead_shape} vs "
                     f"{tuple(x.shape[:-1])} for {name!r}"
                 )
             if not torch.isfinite(x).all():
@@ -188,7 +192,7 @@ class RecLNet(nn.Module):
         Parameters
         ----------
         features : dict[str, Tensor]
-            float32 ``[B, T, D_stream]`` per stream.
+            float32 ``[B, T, D_modality]`` per modality.
         state : Tensor, optional
             float32 ``[B, S]`` packed state before the first frame; zeros when None.
 
@@ -200,7 +204,7 @@ class RecLNet(nn.Module):
             float32 ``[B, S]`` after the last frame.
         """
         batch = self._check_features(features, ndim=3)
-        first = features[self.config.stream_names[0]]
+        first = features[self.config.modality_names[0]]
         state = self._check_state(state, batch, first)
         slices = self.config.state_slices()
         outputs, new_states = {}, []
@@ -212,7 +216,7 @@ class RecLNet(nn.Module):
             outputs[name] = out
             new_states.append(st)
         new_state = torch.cat(new_states, dim=1)
-        names = self.config.stream_names
+        names = self.config.modality_names
         if self.mode == "single":
             logp = torch.log_softmax(self.heads[names[0]](outputs[names[0]]), dim=-1)
         elif self.mode == "fusion_layer":
@@ -220,11 +224,11 @@ class RecLNet(nn.Module):
                 self.fusion_head(torch.cat([outputs[n] for n in names], dim=-1)), dim=-1
             )
         elif self.mode == "average":
-            per_stream = torch.stack(
+            per_modality = torch.stack(
                 [torch.log_softmax(self.heads[n](outputs[n]), dim=-1) for n in names]
             )
-            logp = torch.logsumexp(per_stream, dim=0) - torch.log(
-                torch.tensor(float(len(names)), device=per_stream.device)
+            logp = torch.logsumexp(per_modality, dim=0) - torch.log(
+                torch.tensor(float(len(names)), device=per_modality.device)
             )
         else:  # gating
             logits = sum(self.gates[i] * self.heads[n](outputs[n]) for i, n in enumerate(names))
@@ -239,7 +243,7 @@ class RecLNet(nn.Module):
         Parameters
         ----------
         features : dict[str, Tensor]
-            float32 ``[B, T, D_stream]`` per stream.
+            float32 ``[B, T, D_modality]`` per modality.
         state : Tensor, optional
             float32 ``[B, S]``; zeros (new tracks) when None.
 
@@ -259,7 +263,7 @@ class RecLNet(nn.Module):
         Parameters
         ----------
         features : dict[str, Tensor]
-            float32 ``[B, D_stream]`` per stream.
+            float32 ``[B, D_modality]`` per modality.
         state : Tensor
             float32 ``[B, S]``, zeros for a track's first frame.
 
@@ -275,31 +279,31 @@ class RecLNet(nn.Module):
         return probs[:, 0], new_state
 
     # ------------------------------------------------------- two-stage training
-    def load_stream_weights(self, single: RecLNet) -> None:
-        """Copy a trained single-stream network into this model.
+    def load_modality_weights(self, single: RecLNet) -> None:
+        """Copy a trained single-modality network into this model.
 
-        The stream's encoder is always copied; its classifier too when this
-        model keeps per-stream classifiers (``average``, ``gating``).
+        The modality's encoder is always copied; its classifier too when this
+        model keeps per-modality classifiers (``average``, ``gating``).
         """
-        if len(single.config.streams) != 1:
-            raise ValueError("load_stream_weights takes a single-stream RecLNet")
-        (name,) = single.config.streams
-        if name not in self.config.streams:
-            raise ValueError(f"stream {name!r} is not one of {self.config.stream_names}")
+        if len(single.config.modalities) != 1:
+            raise ValueError("load_modality_weights takes a single-modality RecLNet")
+        (name,) = single.config.modalities
+        if name not in self.config.modalities:
+            raise ValueError(f"modality {name!r} is not one of {self.config.modality_names}")
         for attr in ("projection_size", "memory_size", "num_layers", "cell", "num_actions"):
             if getattr(single.config, attr) != getattr(self.config, attr):
                 raise ValueError(
-                    f"single-stream network differs in {attr}: "
+                    f"single-modality network differs in {attr}: "
                     f"{getattr(single.config, attr)} vs {getattr(self.config, attr)}"
                 )
-        if single.config.streams[name] != self.config.streams[name]:
-            raise ValueError(f"stream {name!r} input size differs")
+        if single.config.modalities[name] != self.config.modalities[name]:
+            raise ValueError(f"modality {name!r} input size differs")
         self.encoders[name].load_state_dict(single.encoders[name].state_dict())
         if hasattr(self, "heads"):
             self.heads[name].load_state_dict(single.heads[name].state_dict())
 
-    def freeze_streams(self) -> None:
-        """Freeze encoders and per-stream classifiers: only fusion parameters train."""
+    def freeze_modalities(self) -> None:
+        """Freeze encoders and per-modality classifiers: only fusion parameters train."""
         for module in [self.encoders, *([self.heads] if hasattr(self, "heads") else [])]:
             for p in module.parameters():
                 p.requires_grad_(False)

@@ -21,7 +21,7 @@ Two geometries, one feature model:
 Feature model (:class:`FeatureSpec`, :func:`paint_features`): every frame's
 label comes from :func:`reclnet.train.data.assign_labels`. An action segment of
 class c is split into an onset (first quarter), a middle and an offset (last
-quarter). Each class has its own onset and offset prototypes per stream, but the
+quarter). Each class has its own onset and offset prototypes per modality, but the
 middle prototype is SHARED by the class pair (c, c xor 1): in the middle of an
 action, only the memory of its onset (or the upcoming offset) tells the class.
 An action frame shows its phase's prototype only with probability
@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reclnet.runtime.tubes import Tube
+from reclnet.runtime.offline.datasets import default_data_dir
+from reclnet.runtime.offline.tubes import Tube
 from reclnet.train.data import Track, Video, assign_labels, write_dataset
 
 __all__ = [
@@ -61,8 +62,8 @@ FRAME_W, FRAME_H = 320.0, 240.0
 
 
 def default_ucf_root() -> Path:
-    """``../shared/data/ucf101-24`` beside the repository."""
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ucf101-24"
+    """``ucf101-24/`` inside the data folder (:func:`reclnet.runtime.offline.datasets.default_data_dir`)."""
+    return default_data_dir() / "ucf101-24"
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class FeatureSpec:
 
     Attributes
     ----------
-    streams : dict[str, int]
-        Feature size per stream (64 by default; 4096 is the paper's FC7 size).
+    modalities : dict[str, int]
+        Feature size per modality (64 by default; 4096 is the paper's FC7 size).
     emit_action : float
         Probability that an action frame shows its phase's prototype.
     emit_background : float
@@ -94,7 +95,7 @@ class FeatureSpec:
         ``"float16"`` or ``"float32"`` storage.
     """
 
-    streams: dict[str, int] = field(default_factory=lambda: {"rgb": 64, "flow": 64})
+    modalities: dict[str, int] = field(default_factory=lambda: {"rgb": 64, "flow": 64})
     emit_action: float = 0.6
     emit_background: float = 0.12
     amplitude: float = 4.0
@@ -105,7 +106,7 @@ class FeatureSpec:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "streams", {str(k): int(v) for k, v in self.streams.items()})
+        object.__setattr__(self, "modalities", {str(k): int(v) for k, v in self.modalities.items()})
         if self.dtype not in ("float16", "float32"):
             raise ValueError(f"FeatureSpec.dtype must be float16 or float32, got {self.dtype!r}")
         for name in ("emit_action", "emit_background", "onset_fraction", "offset_fraction"):
@@ -147,18 +148,20 @@ def paint_features(
     spec : FeatureSpec
     rng : np.random.Generator
     prototypes : dict[str, np.ndarray], optional
-        float32 ``[3 C, D]`` per stream (drawn from ``rng`` when None; pass the
+        float32 ``[3 C, D]`` per modality (drawn from ``rng`` when None; pass the
         same ones to make several datasets of one "world").
 
     Returns
     -------
     list[dict[str, np.ndarray]]
-        Per track, ``{stream: [T_i, D]}`` in ``spec.dtype``.
+        Per track, ``{modality: [T_i, D]}`` in ``spec.dtype``.
     """
     lengths = np.array([len(x) for x in label_tracks], dtype=np.int64)
     total = int(lengths.sum())
     if total == 0:
-        return [{s: np.zeros((0, d), spec.dtype) for s, d in spec.streams.items()}] * len(lengths)
+        return [{s: np.zeros((0, d), spec.dtype) for s, d in spec.modalities.items()}] * len(
+            lengths
+        )
     labels = np.concatenate([np.asarray(x, dtype=np.int64) for x in label_tracks])
     track_of = np.repeat(np.arange(len(lengths)), lengths)
     # Segments: maximal runs of one label inside one track.
@@ -180,8 +183,8 @@ def paint_features(
     proto_idx[act] = 3 * labels[act] + phase[act]
     bg = ~is_action & (emit < spec.emit_background)
     proto_idx[bg] = rng.integers(0, 3 * num_actions, size=int(bg.sum()))
-    out_streams: dict[str, np.ndarray] = {}
-    for name, size in spec.streams.items():
+    out_modalities: dict[str, np.ndarray] = {}
+    for name, size in spec.modalities.items():
         protos = (
             prototypes[name]
             if prototypes is not None
@@ -193,16 +196,16 @@ def paint_features(
         x += look[track_of]
         shown = proto_idx >= 0
         x[shown] += protos[proto_idx[shown]]
-        out_streams[name] = x.astype(spec.dtype)
+        out_modalities[name] = x.astype(spec.dtype)
     bounds = np.cumsum(lengths)[:-1]
-    per_stream = {s: np.split(x, bounds) for s, x in out_streams.items()}
-    return [{s: per_stream[s][i] for s in spec.streams} for i in range(len(lengths))]
+    per_modality = {s: np.split(x, bounds) for s, x in out_modalities.items()}
+    return [{s: per_modality[s][i] for s in spec.modalities} for i in range(len(lengths))]
 
 
 def make_prototypes(num_actions: int, spec: FeatureSpec, seed: int) -> dict[str, np.ndarray]:
-    """The prototypes of one synthetic "world" (float32 ``[3 C, D]`` per stream)."""
+    """The prototypes of one synthetic "world" (float32 ``[3 C, D]`` per modality)."""
     rng = np.random.default_rng([seed, 7919])
-    return {s: _prototypes(num_actions, d, spec.amplitude, rng) for s, d in spec.streams.items()}
+    return {s: _prototypes(num_actions, d, spec.amplitude, rng) for s, d in spec.modalities.items()}
 
 
 # ------------------------------------------------------------------ geometry
@@ -419,7 +422,7 @@ def make_builtin_dataset(
     return write_dataset(
         path,
         videos,
-        streams=spec.streams,
+        modalities=spec.modalities,
         num_actions=num_actions,
         class_names=[f"action_{c}" for c in range(num_actions)],
         source=f"reclnet.train.synthetic builtin seed={seed} spec={asdict(spec)}",
@@ -440,7 +443,7 @@ def make_ucf_dataset(
     return write_dataset(
         path,
         videos,
-        streams=spec.streams,
+        modalities=spec.modalities,
         num_actions=len(classes),
         class_names=classes,
         source=f"reclnet.train.synthetic ucf101-24 seed={seed} spec={asdict(spec)}",
@@ -454,9 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=("builtin", "ucf101-24"), default="builtin")
     p.add_argument("--videos", type=int, default=80, help="builtin: number of videos")
     p.add_argument("--num-actions", type=int, default=5, help="builtin: C")
-    p.add_argument("--feature-size", type=int, default=64, help="per stream")
-    p.add_argument("--paper-sizes", action="store_true", help="4096 features per stream")
-    p.add_argument("--streams", default="rgb,flow")
+    p.add_argument("--feature-size", type=int, default=64, help="per modality")
+    p.add_argument("--paper-sizes", action="store_true", help="4096 features per modality")
+    p.add_argument("--modalities", default="rgb,flow")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--ucf-root", default=None, help="folder of pyannot_with_class_names.pkl")
     p.add_argument("--max-train", type=int, default=400, help="ucf101-24: train videos (0 = all)")
@@ -464,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     size = 4096 if args.paper_sizes else args.feature_size
-    spec = FeatureSpec(streams={s: size for s in args.streams.split(",") if s}, dtype=args.dtype)
+    spec = FeatureSpec(
+        modalities={s: size for s in args.modalities.split(",") if s}, dtype=args.dtype
+    )
     if args.kind == "builtin":
         out = make_builtin_dataset(
             args.out, args.videos, num_actions=args.num_actions, spec=spec, seed=args.seed

@@ -11,14 +11,14 @@ a ``reclnet-tracks/1`` dataset and write checkpoints.
   the next; when a track ends the slot takes the next track of the shuffled
   epoch and its state is reset to zeros. The frames past a track's end in its
   last chunk are padding, ignored by the loss.
-* Two stages from one call: every stream is first trained as a single-stream
-  network (``epochs`` epochs each), then for two or more streams the fused
-  network is built with :meth:`RecLNet.load_stream_weights`, its streams frozen
+* Two stages from one call: every modality is first trained as a single-modality
+  network (``epochs`` epochs each), then for two or more modalities the fused
+  network is built with :meth:`RecLNet.load_modality_weights`, its modalities frozen
   and only :meth:`RecLNet.fusion_parameters` trained (``fusion_epochs``);
   ``average`` fusion has no parameters and is only validated.
 * Validation after every epoch: loss, frame accuracy, per-class accuracy (recall
   of each class over its frames) and their mean.
-* Checkpoints in ``out``: ``stream_<name>.pt`` per stage-one stream,
+* Checkpoints in ``out``: ``modality_<name>.pt`` per stage-one modality,
   ``fusion.pt`` for the second stage (each rewritten after every epoch, with the
   optimizer state), and ``model.pt``, the final model after the last epoch. Each
   holds the training config, epoch and metrics history; ``resume=True``
@@ -69,7 +69,7 @@ class TrainConfig:
     Attributes
     ----------
     epochs : int
-        Epochs of each single-stream network (stage one).
+        Epochs of each single-modality network (stage one).
     fusion_epochs : int
         Epochs of the fusion stage (gating / fusion_layer).
     batch_tracks : int
@@ -136,7 +136,7 @@ class TrainResult:
     metrics : dict
         Validation metrics of the final model (see :func:`evaluate`).
     history : dict[str, list[dict]]
-        Per stage (``"stream_rgb"``, ``"fusion"``, ...) the per-epoch records.
+        Per stage (``"modality_rgb"``, ``"fusion"``, ...) the per-epoch records.
     seconds : float
         Wall-clock training time of this call.
     """
@@ -149,16 +149,16 @@ class TrainResult:
 
 
 class TrackBank:
-    """All tracks of a split, concatenated per stream for fast chunk gathering.
+    """All tracks of a split, concatenated per modality for fast chunk gathering.
 
     Parameters
     ----------
     tracks : sequence of LabelledTrack
-    streams : sequence of str
-        The streams to keep.
+    modalities : sequence of str
+        The modalities to keep.
     """
 
-    def __init__(self, tracks: Sequence[LabelledTrack], streams: Sequence[str]) -> None:
+    def __init__(self, tracks: Sequence[LabelledTrack], modalities: Sequence[str]) -> None:
         if not tracks:
             raise ValueError("no tracks to train or validate on")
         self.lengths = np.array([len(t) for t in tracks], dtype=np.int64)
@@ -168,7 +168,7 @@ class TrackBank:
             s: torch.from_numpy(
                 np.concatenate([*(t.features[s] for t in tracks), np.zeros((1, t0), np.float32)])
             )
-            for s, t0 in ((s, tracks[0].features[s].shape[1]) for s in streams)
+            for s, t0 in ((s, tracks[0].features[s].shape[1]) for s in modalities)
         }
         labels = np.concatenate([*(t.labels for t in tracks), [IGNORE]])
         self.labels = torch.from_numpy(labels.astype(np.int64))
@@ -327,7 +327,7 @@ def predict_tracks(
     list[np.ndarray]
         float32 ``[T_i, C + 1]`` per track, in input order.
     """
-    bank = TrackBank(tracks, model.config.stream_names)
+    bank = TrackBank(tracks, model.config.modality_names)
     cfg = TrainConfig(batch_tracks=batch_tracks, chunk=chunk, progress=False)
     was_training = model.training
     model.eval()
@@ -380,7 +380,7 @@ def train_stage(
             optimizer.load_state_dict(payload["optimizer"])
         start = int(payload["epoch"])
         history = list(payload["metrics"].get("history", []))
-    bank = TrackBank(train_tracks, model.config.stream_names)
+    bank = TrackBank(train_tracks, model.config.modality_names)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed + epoch)
@@ -427,7 +427,7 @@ def _split_tracks(
             break
     if not val_tracks:
         val_tracks = train_tracks
-    return train_tracks, val_tracks, info.streams, info.num_actions
+    return train_tracks, val_tracks, info.modalities, info.num_actions
 
 
 def train(
@@ -448,7 +448,7 @@ def train(
     out : path-like
         Output folder for the checkpoints (created).
     model_config : RecLNetConfig or dict, optional
-        Model hyper-parameters; ``streams`` and ``num_actions`` default to the
+        Model hyper-parameters; ``modalities`` and ``num_actions`` default to the
         dataset's (and must match it when given).
     train_config : TrainConfig or dict, optional
     resume : bool
@@ -475,22 +475,22 @@ def train(
     )
     tdict.update({k: v for k, v in overrides.items() if k in tfields})
     cfg = TrainConfig(**tdict)
-    train_tracks, val_tracks, streams, num_actions = _split_tracks(data, cfg)
+    train_tracks, val_tracks, modalities, num_actions = _split_tracks(data, cfg)
     mdict = (
         model_config.to_dict()
         if isinstance(model_config, RecLNetConfig)
         else dict(model_config or {})
     )
     mdict.update({k: v for k, v in overrides.items() if k in mfields})
-    mdict.setdefault("streams", streams)
+    mdict.setdefault("modalities", modalities)
     mdict.setdefault("num_actions", num_actions)
     config = RecLNetConfig.from_dict(mdict)
-    for name, size in config.streams.items():
-        if name not in streams:
-            raise ValueError(f"dataset {data} has no stream {name!r} (it has {list(streams)})")
-        if streams[name] != size:
+    for name, size in config.modalities.items():
+        if name not in modalities:
+            raise ValueError(f"dataset {data} has no modality {name!r} (it has {list(modalities)})")
+        if modalities[name] != size:
             raise ValueError(
-                f"stream {name!r}: dataset feature size {streams[name]}, config {size}"
+                f"modality {name!r}: dataset feature size {modalities[name]}, config {size}"
             )
     if config.num_actions != num_actions:
         raise ValueError(f"dataset has {num_actions} actions, config {config.num_actions}")
@@ -502,10 +502,12 @@ def train(
     history: dict[str, list[dict[str, Any]]] = {}
     try:
         singles = []
-        for name in config.streams:
+        for name in config.modalities:
             torch.manual_seed(cfg.seed)
-            single = RecLNet(dataclasses.replace(config, streams={name: config.streams[name]}))
-            stage = f"stream_{name}"
+            single = RecLNet(
+                dataclasses.replace(config, modalities={name: config.modalities[name]})
+            )
+            stage = f"modality_{name}"
             history[stage] = train_stage(
                 single,
                 list(single.parameters()),
@@ -519,13 +521,13 @@ def train(
             )
             singles.append(single)
         if len(singles) == 1:
-            model, last = singles[0], out / f"stream_{config.stream_names[0]}.pt"
+            model, last = singles[0], out / f"modality_{config.modality_names[0]}.pt"
         else:
             torch.manual_seed(cfg.seed)
             model = RecLNet(config)
             for single in singles:
-                model.load_stream_weights(single)
-            model.freeze_streams()
+                model.load_modality_weights(single)
+            model.freeze_modalities()
             params = model.fusion_parameters()
             last = out / "fusion.pt"
             if params and cfg.fusion_epochs > 0:
@@ -578,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     """``reclnet train --data PATH --out DIR [--key=value ...] [--resume]``."""
     p = argparse.ArgumentParser(
         prog="reclnet train",
-        description="Train RecLNet (two-stage: each stream, then the fusion).",
+        description="Train RecLNet (two-stage: each modality, then the fusion).",
         epilog="Any RecLNetConfig or TrainConfig field can be set with --key=value, e.g. "
         "--cell=lstm --memory_size=64 --projection_size=128 --epochs=5 --fusion=gating.",
     )

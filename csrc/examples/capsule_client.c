@@ -1,6 +1,6 @@
 /*
  * capsule_client: a minimal Python extension that drives reclnet's post-processing
- * core through the PyCapsule exported by reclnet.runtime._postproc -- no linking
+ * core through the PyCapsule exported by reclnet.runtime.postproc._core -- no linking
  * against the core, only its header (reclnet.runtime.get_include()).
  *
  * Build (what tests/test_embedding.py does):

@@ -267,7 +267,7 @@ static int cmp_float_asc(const void *a, const void *b) {
 
 /*
  * Mean of the heap's values as float64 summed in DESCENDING order one after another,
- * exactly like reclnet.runtime.localize.segment_score. When every value is a multiple
+ * exactly like reclnet.runtime.offline.localize.segment_score. When every value is a multiple
  * of ulp(smallest nonzero |value|) >= min/2^24 and n * max|value| < 2^29 * min, every
  * partial sum fits in 53 bits, so any order gives the exact sum: one pass, no sort.
  * Otherwise (values spanning > ~9 decades) the heap array is sorted ascending in place

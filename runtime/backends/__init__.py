@@ -54,7 +54,7 @@ class StepRunner(Protocol):
     name : str
         Backend name (``"torch"``, ``"onnxruntime"``, ...).
     config : RecLNetConfig
-        The model's configuration (streams and sizes).
+        The model's configuration (modalities and sizes).
     postprocess : PostprocessConfig
         Post-processing defaults stored with the model (sidecar), or the defaults.
     device_resident : bool
@@ -72,7 +72,7 @@ class StepRunner(Protocol):
         Parameters
         ----------
         features : dict[str, np.ndarray]
-            float32 ``[N, D_stream]`` per stream of ``config.streams``.
+            float32 ``[N, D_modality]`` per stream of ``config.modalities``.
         state : np.ndarray or handle
             float32 ``[N, S]`` host array, or a handle returned by a previous step.
 

@@ -284,10 +284,10 @@ class StreamPipeline:
         history: ScoreHistory | None = None,
         min_box: float = 4.0,
     ) -> None:
-        streams = list(scorer.config.streams)
-        if list(features) != streams:
+        modalities = list(scorer.config.modalities)
+        if list(features) != modalities:
             raise ValueError(
-                f"features must give the model's streams {streams}, got {list(features)}"
+                f"features must give the model's modalities {modalities}, got {list(features)}"
             )
         if "flow" in features and flow is None:
             raise ValueError("the model has a flow stream: pass flow=")
@@ -368,7 +368,7 @@ class StreamPipeline:
                 if len(tracks):
                     feats[stream] = np.ascontiguousarray(net(image, boxes_small), np.float32)
                 else:
-                    size = self.scorer.config.streams[stream]
+                    size = self.scorer.config.modalities[stream]
                     feats[stream] = np.zeros((0, size), np.float32)
 
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 /*
  * reclnet/postproc.h -- online temporal post-processing of RecLNet scores (C99, no Python).
  *
- * This header is THE contract of the C core. runtime/_postproc.pxd mirrors it
+ * This header is THE contract of the C core. runtime/postproc/_core.pxd mirrors it
  * declaration for declaration; change both together.
  *
  * A bank (opaque rpp_bank) holds live tracks x C classes. For each track and class it
@@ -17,7 +17,7 @@
  *      compared with the float32 smoothed values. The segment's score is the mean of
  *      the top-k RAW scores of its samples (k clipped to its length): those values as
  *      double, summed in descending order one after another, divided by k (bit-identical
- *      to reclnet.runtime.localize.segment_score).
+ *      to reclnet.runtime.offline.localize.segment_score).
  *   3. handles gaps: frames strictly increase per track; the window counts samples,
  *      not frames; when two consecutive samples u-1, u of a track are more than
  *      max_gap frames apart (max_gap >= 0; negative = never), the segments open at
@@ -64,7 +64,7 @@
  *       i32 heap_size, f32 heap[heap_size] (min-heap array order)
  *   trailer: u32 checksum (FNV-1a 32 of all preceding bytes).
  *
- * Embedding from Python extensions: the Cython module reclnet.runtime._postproc
+ * Embedding from Python extensions: the Cython module reclnet.runtime.postproc._core
  * exports a PyCapsule named RPP_CAPSULE_NAME whose pointer is a const rpp_api*
  * (function table below); check api->version == RPP_API_VERSION and
  * api->struct_size >= sizeof(rpp_api) before use. The header directory is
@@ -84,7 +84,7 @@ extern "C" {
 #define RPP_VERSION_MINOR 0
 #define RPP_API_VERSION 1
 #define RPP_STATE_VERSION 1
-#define RPP_CAPSULE_NAME "reclnet.runtime._postproc.rpp_api_v1"
+#define RPP_CAPSULE_NAME "reclnet.runtime.postproc._core.rpp_api_v1"
 
 typedef enum rpp_status {
     RPP_OK = 0,

@@ -120,7 +120,7 @@ class OrtRunner(RunnerBase):
             self.artifact.path, providers=providers, threads=threads, spinning=spinning
         )
         inputs = {i.name for i in self.session.get_inputs()}
-        need = {*self.config.streams, "state"}
+        need = {*self.config.modalities, "state"}
         if inputs != need:
             raise BackendError(
                 f"onnxruntime backend: {self.artifact.path.name} has inputs {sorted(inputs)}, "
@@ -133,13 +133,13 @@ class OrtRunner(RunnerBase):
         if self.session is None:
             raise BackendError("onnxruntime backend: the runner is closed")
         if not self.device_resident:
-            feeds = {k: np.ascontiguousarray(features[k]) for k in self.config.streams}
+            feeds = {k: np.ascontiguousarray(features[k]) for k in self.config.modalities}
             feeds["state"] = np.ascontiguousarray(state)
             probs, new_state = self.session.run(self._outputs, feeds)
             check_step_outputs(self.config, len(state), probs, new_state)
             return probs, new_state
         binding = self.session.io_binding()
-        for k in self.config.streams:
+        for k in self.config.modalities:
             binding.bind_cpu_input(k, np.ascontiguousarray(features[k]))
         if isinstance(state, ort.OrtValue):
             # The previous step's output, still on the device: no copy.

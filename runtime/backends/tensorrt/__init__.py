@@ -1,1 +1,1 @@
-"""Native TensorRT step backend: engine build/deserialize (loader), runner, device memory."""
+"""Native TensorRT step backend: engine deserialization (loader), runner, device memory."""

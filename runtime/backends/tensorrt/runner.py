@@ -49,7 +49,7 @@ class TensorRTStepRunner:
     Parameters
     ----------
     engine : path-like
-        ``*.engine`` built by :func:`reclnet.runtime.backends.tensorrt.loader.build_engine`
+        ``*.engine`` built by :func:`reclnet.export.tensorrt_engine.build_engine`
         (its sidecar is verified).
     memory : str
         ``"cuda-python"`` or ``"pycuda"``.
@@ -87,7 +87,7 @@ class TensorRTStepRunner:
         itemsize = np.dtype(np.float32).itemsize
         self._inputs = {
             name: self._mem.alloc(self.max_tracks * d * itemsize)
-            for name, d in self.config.streams.items()
+            for name, d in self.config.modalities.items()
         }
         self._state = [self._mem.alloc(self.max_tracks * s * itemsize) for _ in range(2)]
         self._probs = self._mem.alloc(self.max_tracks * c * itemsize)
@@ -101,7 +101,7 @@ class TensorRTStepRunner:
         Parameters
         ----------
         features : dict[str, np.ndarray]
-            float32 ``[N, D_stream]`` per stream.
+            float32 ``[N, D_modality]`` per stream.
         state : np.ndarray or DeviceState
             float32 ``[N, S]`` host states, or the handle the previous step returned.
 
@@ -128,7 +128,7 @@ class TensorRTStepRunner:
         if not 1 <= n <= self.max_tracks:
             raise ValueError(f"N={n} tracks outside the engine profile [1, {self.max_tracks}]")
         dst = 1 - src
-        for name, d in cfg.streams.items():
+        for name, d in cfg.modalities.items():
             x = np.ascontiguousarray(features[name], dtype=np.float32)
             if x.shape != (n, d):
                 raise ValueError(f"features[{name!r}] must be [{n}, {d}], got {x.shape}")

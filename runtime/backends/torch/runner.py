@@ -96,7 +96,7 @@ class TorchRunner(RunnerBase):
         Parameters
         ----------
         features : dict[str, np.ndarray]
-            float32 ``[T, D_stream]`` per stream.
+            float32 ``[T, D_modality]`` per stream.
 
         Returns
         -------
