@@ -55,6 +55,7 @@ __all__ = [
     "train",
     "train_stage",
     "frame_metrics",
+    "validation_metrics",
     "predict_tracks",
     "main",
 ]
@@ -134,7 +135,7 @@ class TrainResult:
     checkpoint : Path
         ``out/model.pt``.
     metrics : dict
-        Validation metrics of the final model (see :func:`frame_metrics`).
+        Validation metrics of the final model (see :func:`validation_metrics`).
     history : dict[str, list[dict]]
         Per stage (``"modality_rgb"``, ``"fusion"``, ...) the per-epoch records.
     seconds : float
@@ -337,7 +338,7 @@ def predict_tracks(
     return probs
 
 
-def frame_metrics(
+def validation_metrics(
     model: RecLNet, tracks: Sequence[LabelledTrack], cfg: TrainConfig | None = None
 ) -> dict[str, Any]:
     """Validation metrics of ``model`` on ``tracks`` (see :func:`frame_metrics`)."""
@@ -363,7 +364,7 @@ def train_stage(
     -------
     list[dict]
         Per epoch: ``epoch``, ``train_loss``, ``seconds`` and the validation
-        metrics of :func:`frame_metrics`.
+        metrics of :func:`validation_metrics`.
     """
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, Any]] = []
@@ -387,7 +388,7 @@ def train_stage(
         order = np.random.default_rng([cfg.seed, epoch]).permutation(len(bank))
         model.train()
         loss, _ = _run_epoch(model, bank, cfg, optimizer, order, f"{stage} {epoch + 1}/{epochs}")
-        val = frame_metrics(model, val_tracks, cfg)
+        val = validation_metrics(model, val_tracks, cfg)
         record = {"epoch": epoch + 1, "train_loss": loss, "seconds": time.perf_counter() - t0}
         record.update({f"val_{k}": v for k, v in val.items()})
         history.append(record)
@@ -543,7 +544,7 @@ def train(
                     resume,
                 )
             else:
-                val = frame_metrics(model, val_tracks, cfg)
+                val = validation_metrics(model, val_tracks, cfg)
                 history["fusion"] = [{"epoch": 0, **{f"val_{k}": v for k, v in val.items()}}]
                 save_checkpoint(
                     last,
@@ -555,7 +556,7 @@ def train(
     finally:
         torch.set_num_threads(previous)
     model.eval()
-    metrics = frame_metrics(model, val_tracks, cfg)
+    metrics = validation_metrics(model, val_tracks, cfg)
     seconds = time.perf_counter() - t_start
     final = out / "model.pt"
     save_checkpoint(
