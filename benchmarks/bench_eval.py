@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reclnet.benchmarks.timing import measure
+from reclnet.benchmarks.rows import row
+from reclnet.benchmarks.timing import Timing, measure
 from reclnet.paths import data_dir
 from reclnet.runtime.offline.tubes import Tube
 from reclnet.runtime.offline.video_ap import COCO_THRESHOLDS, DEFAULT_THRESHOLDS, PRESETS
@@ -105,37 +106,38 @@ def realistic_detections(gt: list[Tube], num_frames: dict[str, int], seed: int =
     return out
 
 
-def _row(case: str, impl: str, baseline: str | None, timing, base_median=None, **extra) -> dict:
-    return {
-        "benchmark": "eval",
-        "case": case,
-        "impl": impl,
-        "baseline": baseline,
-        "unit": "s",
-        "min": timing.min,
-        "median": timing.median,
-        "max": timing.max,
-        "ratio_vs_baseline": None if base_median is None else base_median / timing.median,
+ACT = "ACT videoAP loop"
+
+
+def _row(
+    case: str, impl: str, timing: Timing, base: dict | None, variant: str | None = None, **extra
+) -> dict:
+    return row(
+        "eval",
+        case,
+        impl,
+        unit="s",
+        stats=timing,
+        variant=variant,
+        classes=24,
+        baseline=base,
+        label=impl if variant is None else f"{impl} {variant}",
         **extra,
-    }
+    )
 
 
 def run(quick: bool = False) -> list[dict]:
     """Evaluator time on the UCF101-24 test split; rows skip when the data is absent."""
     if not UCF.exists():
         return [
-            {
-                "benchmark": "eval",
-                "case": "ucf101-24 test",
-                "impl": "evaluate_video_ap",
-                "baseline": None,
-                "unit": "s",
-                "min": None,
-                "median": None,
-                "max": None,
-                "ratio_vs_baseline": None,
-                "skipped": f"UCF101-24 annotations not found at {UCF}",
-            }
+            row(
+                "eval",
+                "ucf101-24 test",
+                "evaluate_video_ap",
+                unit="s",
+                stats=None,
+                skipped=f"UCF101-24 annotations not found at {UCF}",
+            )
         ]
     from reclnet.runtime.offline.datasets import load_ucf101_24
     from reclnet.runtime.offline.video_ap import evaluate_video_ap, frame_ap
@@ -152,11 +154,12 @@ def run(quick: bool = False) -> list[dict]:
     for name, dets in sets.items():
         case = f"ucf101-24 test, {name}, {len(THRESHOLDS)} thresholds"
         extra = {"n_gt": len(gt.tubes), "n_detections": len(dets), "n_thresholds": len(THRESHOLDS)}
-        base = measure(lambda d=dets: act_video_ap_loop(gt.tubes, d, 24), repeat=1, number=1)
+        t_base = measure(lambda d=dets: act_video_ap_loop(gt.tubes, d, 24), repeat=1, number=1)
         ref = act_video_ap_loop(gt.tubes, dets, 24)
         ours = evaluate_video_ap(gt.tubes, dets, num_classes=24, thresholds=THRESHOLDS)
         max_diff = float(np.nanmax(np.abs(ours.ap - ref)))
-        rows.append(_row(case, "ACT videoAP loop", None, base, **extra))
+        base = _row(case, ACT, t_base, None, **extra)
+        rows.append(base)
         for preset in PRESETS:
             t = measure(
                 lambda d=dets, p=preset: evaluate_video_ap(
@@ -169,29 +172,29 @@ def run(quick: bool = False) -> list[dict]:
             rows.append(
                 _row(
                     case,
-                    f"evaluate_video_ap {preset}",
-                    "ACT videoAP loop",
+                    "evaluate_video_ap",
                     t,
-                    base.median,
+                    base,
+                    preset,
                     under_5s=t.median < 5.0,
                     **extra,
                     **diff,
                 )
             )
         t = measure(lambda d=dets: frame_ap(gt.tubes, d, num_classes=24), repeat=repeat, number=1)
-        rows.append(_row(f"ucf101-24 test, {name}, frame-AP@0.5", "frame_ap", None, t, **extra))
+        rows.append(_row(f"ucf101-24 test, {name}, frame-AP@0.5", "frame_ap", t, None, **extra))
     return rows
 
 
 if __name__ == "__main__":
-    for row in run():
-        if row.get("skipped"):
-            print(f"{row['case']}: skipped ({row['skipped']})")
+    for r in run():
+        if r.get("skipped"):
+            print(f"{r['case']}: skipped ({r['skipped']})")
             continue
-        ratio = row["ratio_vs_baseline"]
+        ratio = r["ratio_vs_baseline"]
         print(
-            f"{row['case']:<58} {row['impl']:<30} {row['median']:8.3f} s "
-            f"[{row['min']:.3f} .. {row['max']:.3f}]"
-            + (f"  {ratio:6.1f}x vs {row['baseline']}" if ratio else "")
-            + (f"  n_det={row['n_detections']}")
+            f"{r['case']:<58} {r['label']:<30} {r['median']:8.3f} s "
+            f"[{r['min']:.3f} .. {r['max']:.3f}]"
+            + (f"  {ratio:6.1f}x vs {r['baseline']['label']}" if ratio else "")
+            + (f"  n_det={r['n_detections']}")
         )

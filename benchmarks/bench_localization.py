@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reclnet.benchmarks.rows import row
 from reclnet.benchmarks.timing import measure
 from reclnet.paths import data_dir
 from reclnet.runtime.offline.localize import (
@@ -164,19 +165,17 @@ def detections(tracks: list[SimTrack], segments: list[list[Segment]]) -> list[Tu
 
 def run(quick: bool = False) -> list[dict]:
     """Accuracy (extra fields) and localization time of each method; skips without data."""
-    base = {"benchmark": "localization", "baseline": "threshold", "unit": "s"}
     if not UCF.exists():
         return [
-            base
-            | {
-                "case": "ucf101-24 test, simulated scores",
-                "impl": m,
-                "min": None,
-                "median": None,
-                "max": None,
-                "ratio_vs_baseline": None,
-                "skipped": f"UCF101-24 annotations not found at {UCF}",
-            }
+            row(
+                "localization",
+                "ucf101-24 test, simulated scores",
+                m,
+                unit="s",
+                stats=None,
+                classes=NUM_CLASSES,
+                skipped=f"UCF101-24 annotations not found at {UCF}",
+            )
             for m in METHODS
         ]
     from reclnet.runtime.offline.datasets import load_ucf101_24
@@ -189,10 +188,9 @@ def run(quick: bool = False) -> list[dict]:
         tubes = [t for t in tubes if t.video in keep]
     tracks = simulate(tubes, gt.num_frames)
     case = f"ucf101-24 test, simulated scores, {len(tracks)} tracks"
-    rows = []
-    timings = {}
+    rows: list[dict] = []
     for method in METHODS:
-        timings[method] = measure(lambda m=method: localize_all(tracks, m), repeat=1, number=1)
+        t = measure(lambda m=method: localize_all(tracks, m), repeat=1, number=1)
         dets = detections(tracks, localize_all(tracks, method))
         r = evaluate_video_ap(
             tubes, dets, num_classes=NUM_CLASSES, thresholds=IOUS, class_names=gt.class_names
@@ -201,23 +199,19 @@ def run(quick: bool = False) -> list[dict]:
         for iou in IOUS:
             acc[f"mAP@{iou:g}"] = round(100 * r.mAP(iou), 2)
             acc[f"short_mAP@{iou:g}"] = round(100 * r.short_mAP(iou), 2)
-        t = timings[method]
         rows.append(
-            base
-            | {
-                "case": case,
-                "impl": method,
-                "baseline": None if method == "threshold" else "threshold",
-                "min": t.min,
-                "median": t.median,
-                "max": t.max,
-                "ratio_vs_baseline": None
-                if method == "threshold"
-                else timings["threshold"].median / t.median,
-                "n_tracks": len(tracks),
-                "n_detections": len(dets),
+            row(
+                "localization",
+                case,
+                method,
+                unit="s",
+                stats=t,
+                classes=NUM_CLASSES,
+                baseline=rows[0] if rows else None,  # the first method: threshold
+                n_tracks=len(tracks),
+                n_detections=len(dets),
                 **acc,
-            }
+            )
         )
     return rows
 

@@ -5,7 +5,14 @@ in this process at each number of live tracks N. OpenVINO gets its best case: a
 model compiled per N with static shapes and the latency hint, and for INT8 its own
 path (NNCF INT8 weight compression of the same fp32 file) next to our INT8 file,
 because OpenVINO runs ONNX Runtime's MatMulInteger graph tens of times slower.
-TensorRT FP16 (through ONNX Runtime's TensorRT execution provider) is measured
+
+Every OpenVINO row records the precision OpenVINO actually ran, read back from the
+compiled model (``INFERENCE_PRECISION_HINT``): on CPUs with bf16 matmul instructions
+(AVX-512 BF16, AMX) OpenVINO runs fp32 models in bf16 by default, so the fp32 peer is
+compiled with the hint set to f32 explicitly, and a second peer with the hint bf16
+is measured where OpenVINO reports the BF16 capability (OpenVINO's default there).
+For the INT8 peer, OpenVINO keeps its default (its fastest) compute precision, recorded
+as ``compute_precision``. TensorRT FP16 (through ONNX Runtime's TensorRT execution provider) is measured
 only when an NVIDIA GPU is present; otherwise its rows say why they are skipped.
 """
 
@@ -18,19 +25,21 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reclnet.benchmarks.bench_floor import int8_floor_kind
+from reclnet.benchmarks.rows import ONNXRUNTIME, OPENVINO, PRECISIONS, TENSORRT, row
 from reclnet.benchmarks.timing import measure
 from reclnet.config import RecLNetConfig
 
 #: Live tracks per step (the floor benchmark uses the same grid).
 TRACKS = (1, 8, 32, 128, 256)
 QUICK_TRACKS = (1, 8, 128)
-PEER = "openvino"
 REPO = Path(__file__).resolve().parents[1]
 #: Sources whose change makes a cached export stale.
 _EXPORT_SOURCES = ("train/model.py", "export", "reclnet/config.py")
@@ -106,6 +115,32 @@ def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[s
     return feeds
 
 
+def openvino_precision(value: Any) -> str | None:
+    """An ``INFERENCE_PRECISION_HINT`` read back from OpenVINO (``Type.bf16``, ``"bf16"``,
+    ``"<Type: 'bfloat16'>"``, ``"f32"``...) as one of ``rows.PRECISIONS``; None if unknown."""
+    names = [str(value)]
+    for attr in ("get_type_name", "to_string"):
+        method = getattr(value, attr, None)
+        if callable(method):
+            with contextlib.suppress(Exception):
+                names.append(str(method()))
+    text = " ".join(names).lower()
+    # bf16 first: "bfloat16" contains "float16" and "bf16" contains "f16".
+    for precision, spellings in (
+        ("bf16", ("bf16", "bfloat16")),
+        ("fp16", ("f16", "float16")),
+        ("fp32", ("f32", "float32")),
+        ("int8", ("i8", "u8", "int8")),
+    ):
+        if any(s in text for s in spellings):
+            return precision
+    return None
+
+
+#: Our precision names -> OpenVINO's INFERENCE_PRECISION_HINT values.
+OV_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
 class _OpenVino:
     """OpenVINO CPU, compiled for static shapes at one N with the latency hint.
 
@@ -115,15 +150,31 @@ class _OpenVino:
         An ONNX file, or a model already read (it is cloned, not changed).
     feeds : dict
         Example inputs: their shapes are compiled in.
+    precision : str, optional
+        ``"fp32"`` / ``"bf16"`` / ``"fp16"``: set ``INFERENCE_PRECISION_HINT`` to it; None
+        keeps OpenVINO's default for this CPU.
+
+    Attributes
+    ----------
+    inference_precision : str or None
+        The precision the compiled model runs in, read back from it (``rows.PRECISIONS``).
+    hint : str
+        The raw ``INFERENCE_PRECISION_HINT`` value read back.
     """
 
-    def __init__(self, model: Any, feeds: dict[str, np.ndarray]) -> None:
+    def __init__(self, model: Any, feeds: dict[str, np.ndarray], precision: str | None = None):
         import openvino as ov
 
         core = ov.Core()
         model = core.read_model(str(model)) if isinstance(model, str | Path) else model.clone()
         model.reshape({name: list(a.shape) for name, a in feeds.items()})
-        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = OV_HINTS[precision]
+        self.compiled = core.compile_model(model, "CPU", config)
+        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.hint = str(value)
+        self.inference_precision = openvino_precision(value)
         self.request = self.compiled.create_infer_request()
         self.probs = self.compiled.output("probs")
 
@@ -131,9 +182,20 @@ class _OpenVino:
         return self.request.infer(feeds)[self.probs]
 
 
+def openvino_bf16_reason() -> str | None:
+    """None when OpenVINO's CPU plugin reports the BF16 capability, else why not."""
+    import openvino as ov
+
+    caps = [str(c).upper() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    if "BF16" in caps:
+        return None
+    return f"OpenVINO reports no BF16 capability on this CPU (capabilities: {', '.join(caps)})"
+
+
 def _openvino_int8(fp32: Path) -> Any:
     """OpenVINO's own INT8 path for a weight-bound model: NNCF data-free INT8 weight
-    compression of the fp32 file (per-channel asymmetric; activations stay fp32)."""
+    compression of the fp32 file (per-channel asymmetric; activations stay in the
+    compute precision)."""
     import logging
 
     import nncf
@@ -157,47 +219,116 @@ def _interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str,
     return runs
 
 
-def _row(
-    case: str,
-    impl: str,
-    n: int,
-    runs: list[float],
-    baseline: str | None,
-    base_runs: list[float] | None,
-    **extra,
-) -> dict:
+def _stats(runs: list[float]) -> tuple[float, float, float]:
     ms = np.asarray(runs) * 1e3
-    ratio = None if base_runs is None else float(np.median(base_runs) / np.median(runs))
-    return {
-        "benchmark": "peers",
-        "case": case,
-        "impl": impl,
-        "baseline": baseline,
-        "unit": "ms",
-        "min": float(ms.min()),
-        "median": float(np.median(ms)),
-        "max": float(ms.max()),
-        "ratio_vs_baseline": ratio,
-        "n": n,
-        "repeat": len(runs),
-        **extra,
-    }
+    return float(ms.min()), float(np.median(ms)), float(ms.max())
 
 
-def _skipped(case: str, impl: str, n: int | None, reason: str) -> dict:
-    return {
-        "benchmark": "peers",
-        "case": case,
-        "impl": impl,
-        "baseline": None,
-        "unit": "ms",
-        "min": None,
-        "median": None,
-        "max": None,
-        "ratio_vs_baseline": None,
-        "n": n,
-        "skipped": reason,
+def _skipped(impl: str, precision: str, n: int | None, reason: str, **fields: Any) -> dict:
+    return row(
+        "peers",
+        "step",
+        impl,
+        unit="ms",
+        stats=None,
+        precision=precision,
+        n=n,
+        skipped=reason,
+        **fields,
+    )
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    """One OpenVINO configuration measured against one of our files.
+
+    Attributes
+    ----------
+    key : str
+        Name among the interleaved calls.
+    ours : str
+        Precision of our file it is measured against (``"fp32"``, ``"int8"``).
+    hint : str or None
+        ``INFERENCE_PRECISION_HINT`` asked for (our precision names); None: the default.
+    variant : str
+        What OpenVINO runs, for the row's ``variant``.
+    baseline : bool
+        Our row's baseline (one per our precision).
+    """
+
+    key: str
+    ours: str
+    hint: str | None
+    variant: str
+    baseline: bool
+
+
+PEERS = (
+    PeerSpec("ov_fp32", "fp32", "fp32", "step.onnx, hint f32", True),
+    PeerSpec("ov_bf16", "fp32", "bf16", "step.onnx, hint bf16", False),
+    PeerSpec("ov_int8", "int8", None, "NNCF INT8 weights of step.onnx", True),
+    PeerSpec("ov_int8_file", "int8", None, "step.int8.onnx (MatMulInteger)", False),
+)
+
+
+def peer_row(spec: PeerSpec, ran: str | None, hint: str, n: int, runs: list[float]) -> dict:
+    """The OpenVINO row of ``spec``, labelled with the precision it actually ran.
+
+    Parameters
+    ----------
+    spec : PeerSpec
+    ran : str or None
+        ``_OpenVino.inference_precision`` (read back from the compiled model).
+    hint : str
+        The raw ``INFERENCE_PRECISION_HINT`` read back.
+    n : int
+        Live tracks.
+    runs : list of float
+        Seconds per call of each interleaved run.
+
+    Returns
+    -------
+    dict
+        For an fp32 file: ``precision`` is what ran (``spec.hint`` only when the hint
+        cannot be read back); for an INT8 file or NNCF weights: ``"int8"`` with the
+        compute precision in ``compute_precision``.
+    """
+    fields: dict[str, Any] = {
+        "inference_precision_hint": hint,
+        "requested_precision": spec.hint,
     }
+    if spec.ours == "int8":
+        precision = "int8"
+        fields["compute_precision"] = ran
+        label = f"{OPENVINO} int8 ({spec.variant}, {ran or 'unknown'} compute)"
+        kind = "int8_all" if spec.variant.startswith("NNCF") else int8_floor_kind(_default())
+    else:
+        precision = ran or spec.hint or "fp32"
+        label = f"{OPENVINO} {precision}"
+        if spec.hint is not None and precision != spec.hint:
+            label += f" (asked {spec.hint})"
+        kind = "bf16_exported" if precision == "bf16" else "fp32_exported"
+    return row(
+        "peers",
+        "step",
+        OPENVINO,
+        unit="ms",
+        stats=_stats(runs),
+        precision=precision if precision in PRECISIONS else None,
+        variant=spec.variant,
+        n=n,
+        label=label,
+        floor_kind=kind,
+        repeat=len(runs),
+        **fields,
+    )
+
+
+def _default() -> str:
+    """The INT8 variant our step.int8.onnx was quantized with (the exporter's default)."""
+    from reclnet.benchmarks.bench_floor import _int8_variant
+
+    return _int8_variant()
 
 
 def _gpu_reason() -> str | None:
@@ -211,6 +342,27 @@ def _gpu_reason() -> str | None:
     return None
 
 
+def _peer_models(files: dict[str, Path], quick: bool) -> dict[str, Any]:
+    """What each of :data:`PEERS` compiles (a path or an NNCF model), or why it cannot."""
+    try:
+        import openvino  # noqa: F401 - only to say early that the bench extra is absent
+    except ImportError as exc:
+        why = f"needs {exc.name}, not installed (the bench extra)"
+        return {spec.key: why for spec in PEERS}
+    out: dict[str, Any] = {"ov_fp32": files["fp32"]}
+    reason = openvino_bf16_reason()
+    out["ov_bf16"] = files["fp32"] if reason is None else reason
+    if "int8" not in files:
+        out["ov_int8"] = out["ov_int8_file"] = "no INT8 step model was exported"
+        return out
+    try:
+        out["ov_int8"] = _openvino_int8(files["fp32"])
+    except ImportError as exc:
+        out["ov_int8"] = f"needs {exc.name}, not installed (the bench extra)"
+    out["ov_int8_file"] = "full run only" if quick else files["int8"]
+    return out
+
+
 def run(quick: bool = False) -> list[dict]:
     """ONNX Runtime vs OpenVINO (and TensorRT FP16 on a GPU) on the same step files.
 
@@ -222,12 +374,12 @@ def run(quick: bool = False) -> list[dict]:
     Returns
     -------
     list of dict
-        Per N and precision: an ``openvino <prec>`` row and an ``onnxruntime <prec>`` row
-        whose baseline is OpenVINO (ratio > 1: ONNX Runtime is faster); for int8 the peer
-        is OpenVINO with NNCF INT8 weights (its own INT8 path), and in a full run also
-        OpenVINO on our ``step.int8.onnx``; ``tensorrt fp16`` rows (skipped without a
-        GPU). Each ONNX Runtime row has ``n`` and the max |probs difference| from its peer
-        (``max_abs_diff``).
+        Rows (``reclnet.benchmarks.rows``), ``case`` "step", per N: OpenVINO rows
+        (impl ``openvino``, one per :data:`PEERS` entry, each with the precision it
+        ran), ``onnxruntime`` rows (fp32 and int8) whose baseline is the OpenVINO row of
+        the same precision (ratio > 1: ONNX Runtime is faster), with ``max_abs_diff``
+        (max |probs difference| from that peer) and, for fp32, ``ratio_vs_openvino_bf16``;
+        ``tensorrt`` fp16 rows (skipped without a GPU). Every row has ``floor_kind``.
     """
     from reclnet.runtime.backends.onnxruntime.loader import load
 
@@ -236,67 +388,85 @@ def run(quick: bool = False) -> list[dict]:
     grid, repeat = (QUICK_TRACKS, 3) if quick else (TRACKS, 7)
     rng = np.random.default_rng(0)
     rows: list[dict] = []
-    # The peer of each of our files: OpenVINO on the same fp32 file, and OpenVINO's own
-    # INT8 (NNCF weights from the same fp32 file) for our INT8 file.
-    peers: dict[str, Any] = {"fp32": files["fp32"]}
-    no_int8 = "no INT8 step model was exported"
-    if "int8" in files:
-        try:
-            peers["int8"] = _openvino_int8(files["fp32"])
-        except ImportError as exc:
-            peers["int8"] = f"needs {exc.name}, not installed (the bench extra)"
+    models = _peer_models(files, quick)
     runners = {prec: load(path) for prec, path in files.items()}
+    int8_variant = _default()
+    for spec in PEERS:  # a peer that cannot run at all: one row, not one per N
+        reason = models[spec.key]
+        if isinstance(reason, str) and reason != "full run only":
+            rows.append(
+                _skipped(OPENVINO, spec.hint or spec.ours, None, reason, variant=spec.variant)
+            )
     try:
         for n in grid:
             feeds = _features(config, n, rng)
             modality_feeds = {k: feeds[k] for k in config.modalities}
             for prec in ("fp32", "int8"):
-                case, peer_name = f"step N={n} {prec}", f"{PEER} {prec}"
+                variant = "step.onnx" if prec == "fp32" else f"step.int8.onnx, {int8_variant}"
+                kind = "fp32_exported" if prec == "fp32" else int8_floor_kind(int8_variant)
                 if prec not in runners:
-                    rows.append(_skipped(case, f"onnxruntime {prec}", n, no_int8))
+                    rows.append(
+                        _skipped(
+                            ONNXRUNTIME, prec, n, "no INT8 step model was exported", variant=variant
+                        )
+                    )
                     continue
                 ours = partial(runners[prec].step, modality_feeds, feeds["state"])
-                fns = {"ours": ours}
-                peer = peers[prec]
-                if isinstance(peer, str) and prec == "int8":
-                    rows.append(_skipped(case, peer_name, n, peer))
-                else:
+                fns: dict[str, Callable[[], object]] = {"ours": ours}
+                compiled: dict[str, _OpenVino] = {}
+                for spec in (s for s in PEERS if s.ours == prec):
+                    model = models[spec.key]
+                    if isinstance(model, str):  # skipped above
+                        continue
                     try:
-                        fns["peer"] = partial(_OpenVino(peer, feeds), feeds)
+                        compiled[spec.key] = _OpenVino(model, feeds, spec.hint)
                     except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own types
-                        rows.append(_skipped(case, peer_name, n, f"OpenVINO cannot run it: {exc}"))
-                if prec == "int8" and not quick:
-                    # OpenVINO on our INT8 file itself (MatMulInteger), for the record.
-                    try:
-                        fns["peer_file"] = partial(_OpenVino(files["int8"], feeds), feeds)
-                    except Exception as exc:  # noqa: BLE001
                         rows.append(
-                            _skipped(case, f"{PEER} on step.int8.onnx", n, f"cannot run: {exc}")
+                            _skipped(
+                                OPENVINO,
+                                spec.hint or prec,
+                                n,
+                                f"OpenVINO cannot run it: {exc}",
+                                variant=spec.variant,
+                            )
                         )
+                        continue
+                    fns[spec.key] = partial(compiled[spec.key], feeds)
                 runs = _interleaved(fns, repeat)
-                diff = None
-                if "peer" in fns:
-                    diff = float(np.abs(ours()[0] - fns["peer"]()).max())
-                    rows.append(_row(case, peer_name, n, runs["peer"], None, None))
-                if "peer_file" in fns:
-                    rows.append(
-                        _row(case, f"{PEER} on step.int8.onnx", n, runs["peer_file"], None, None)
+                base, diff = None, None
+                for spec in (s for s in PEERS if s.key in compiled):
+                    ov = compiled[spec.key]
+                    peer = peer_row(spec, ov.inference_precision, ov.hint, n, runs[spec.key])
+                    rows.append(peer)
+                    if spec.baseline:
+                        base = peer
+                        diff = float(np.abs(ours()[0] - fns[spec.key]()).max())
+                extra: dict[str, Any] = {"max_abs_diff": diff}
+                if "ov_bf16" in runs:
+                    extra["ratio_vs_openvino_bf16"] = float(
+                        np.median(runs["ov_bf16"]) / np.median(runs["ours"])
                     )
                 rows.append(
-                    _row(
-                        case,
-                        f"onnxruntime {prec}",
-                        n,
-                        runs["ours"],
-                        peer_name if "peer" in fns else None,
-                        runs.get("peer"),
-                        max_abs_diff=diff,
+                    row(
+                        "peers",
+                        "step",
+                        ONNXRUNTIME,
+                        unit="ms",
+                        stats=_stats(runs["ours"]),
+                        precision=prec,
+                        variant=variant,
+                        n=n,
+                        baseline=base,
+                        label=f"{ONNXRUNTIME} {prec}",
+                        floor_kind=kind,
+                        repeat=len(runs["ours"]),
+                        **extra,
                     )
                 )
         reason = _gpu_reason()
         for n in grid:
             if reason is not None:
-                rows.append(_skipped(f"step N={n} fp16", "tensorrt fp16", n, reason))
+                rows.append(_skipped(TENSORRT, "fp16", n, reason, floor_kind=None))
                 continue
             with load(files["fp32"], providers=("tensorrt",), fp16=True) as trt:
                 feeds = _features(config, n, rng)
@@ -307,7 +477,18 @@ def run(quick: bool = False) -> list[dict]:
                     return t.fetch_state(t.step(s, f["state"])[1])
 
                 runs = _interleaved({"trt": trt_step}, repeat)
-                rows.append(_row(f"step N={n} fp16", "tensorrt fp16", n, runs["trt"], None, None))
+                rows.append(
+                    row(
+                        "peers",
+                        "step",
+                        TENSORRT,
+                        unit="ms",
+                        stats=_stats(runs["trt"]),
+                        precision="fp16",
+                        n=n,
+                        repeat=len(runs["trt"]),
+                    )
+                )
     finally:
         for runner in runners.values():
             runner.close()
@@ -315,13 +496,13 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for row in run(quick=True):
-        figure = row.get("skipped") or (
-            f"{row['median']:9.3f} ms  [{row['min']:.3f} .. {row['max']:.3f}]"
+    for r in run(quick=True):
+        figure = r.get("skipped") or (
+            f"{r['median']:9.3f} ms  [{r['min']:.3f} .. {r['max']:.3f}]"
             + (
-                f"  {row['ratio_vs_baseline']:.2f}x vs {row['baseline']}"
-                if row["ratio_vs_baseline"]
+                f"  {r['ratio_vs_baseline']:.2f}x vs {r['baseline']['label']}"
+                if r["ratio_vs_baseline"]
                 else ""
             )
         )
-        print(f"{row['case']:<22} {row['impl']:<20} {figure}")
+        print(f"N={r['n']:<4} {r['label']:<48} {figure}")

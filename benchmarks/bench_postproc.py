@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from reclnet.benchmarks.rows import BOTTLENECK, C_CORE, row
 from reclnet.benchmarks.timing import Timing, measure
 
 WINDOW = 25
 NUM_CLASSES = 24
-BASELINE = "bottleneck.move_median"
+BASELINE = BOTTLENECK
+FACADE = "python SegmentBank.push"
 
 
 def simulate(rng: np.random.Generator, frames: int, tracks: int) -> np.ndarray:
@@ -49,22 +51,20 @@ def simulate(rng: np.random.Generator, frames: int, tracks: int) -> np.ndarray:
     return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
-def _row(case: str, impl: str, timing: Timing, samples: int, base: Timing | None, **extra):
-    t = timing.scaled(1e9 / samples)
-    ratio = None if base is None else base.median / timing.median
-    return {
-        "benchmark": "postproc",
-        "case": case,
-        "impl": impl,
-        "baseline": None if base is None else BASELINE,
-        "unit": "ns/sample",
-        "min": t.min,
-        "median": t.median,
-        "max": t.max,
-        "ratio_vs_baseline": ratio,
-        "samples_per_call": samples,
+def _row(case: str, impl: str, timing: Timing, samples: int, base: dict | None, **extra):
+    return row(
+        "postproc",
+        case,
+        impl,
+        unit="ns/sample",
+        stats=timing,
+        scale=1e9 / samples,
+        precision="fp32",
+        baseline=base,
+        label=impl,
+        samples_per_call=samples,
         **extra,
-    }
+    )
 
 
 def _median_baselines(flat: np.ndarray) -> dict[str, object]:
@@ -147,7 +147,7 @@ def run(quick: bool = False) -> list[dict]:
     repeat = 3 if quick else 7
     rows: list[dict] = []
     for tracks, frames in ((1, 4000 if quick else 40000), (100, 100 if quick else 600)):
-        case = f"{tracks} track{'s' if tracks > 1 else ''} x {NUM_CLASSES} classes, w={WINDOW}"
+        case = f"window {WINDOW}, lookahead 0"
         x = simulate(rng, frames, tracks)
         samples = frames * tracks * NUM_CLASSES
         flat = np.ascontiguousarray(x.reshape(frames, tracks * NUM_CLASSES))
@@ -156,42 +156,34 @@ def run(quick: bool = False) -> list[dict]:
 
         core = _core_runner(x)
         facade_push = _facade_runner(x)
-        events_per_call["reclnet C core"] = core()
-        timings["reclnet C core"] = measure(core, repeat=repeat, number=1)
-        timings["python SegmentBank.push"] = measure(facade_push, repeat=repeat, number=1)
+        events_per_call[C_CORE] = core()
+        timings[C_CORE] = measure(core, repeat=repeat, number=1)
+        timings[FACADE] = measure(facade_push, repeat=repeat, number=1)
         for name, fn in _median_baselines(flat).items():
             timings[name] = measure(fn, repeat=repeat)
-        base = timings[BASELINE]
-        for name, timing in timings.items():
-            what = (
-                "median+threshold+top-k"
-                if name in ("reclnet C core", "python SegmentBank.push")
-                else "median only"
+        base = _row(case, BASELINE, timings.pop(BASELINE), samples, None)
+        for name, timing in [(BASELINE, None), *timings.items()]:
+            whole = name in (C_CORE, FACADE)
+            r = base if timing is None else _row(case, name, timing, samples, base)
+            r.update(
+                variant="median+threshold+top-k" if whole else "median only",
+                n=tracks,
+                classes=NUM_CLASSES,
+                frames=frames,
             )
-            rows.append(
-                _row(
-                    case,
-                    name,
-                    timing,
-                    samples,
-                    None if name == BASELINE else base,
-                    work=what,
-                    tracks=tracks,
-                    classes=NUM_CLASSES,
-                    frames=frames,
-                )
-            )
-        rows[-len(timings)]["events_per_call"] = events_per_call["reclnet C core"]
+            if name == C_CORE:
+                r["events_per_call"] = events_per_call[C_CORE]
+            rows.append(r)
     return rows
 
 
 def main() -> None:
     rows = run()
-    print(f"{'case':36s} {'impl':28s} {'work':24s} {'median ns':>10s} {'min':>8s} {'vs bn':>7s}")
+    print(f"{'N':>4s} {'impl':28s} {'variant':24s} {'median ns':>10s} {'min':>8s} {'vs bn':>7s}")
     for r in rows:
         ratio = "" if r["ratio_vs_baseline"] is None else f"{r['ratio_vs_baseline']:.2f}x"
         print(
-            f"{r['case']:36s} {r['impl']:28s} {r['work']:24s} {r['median']:10.2f} "
+            f"{r['n']:4d} {r['impl']:28s} {r['variant']:24s} {r['median']:10.2f} "
             f"{r['min']:8.2f} {ratio:>7s}"
         )
 

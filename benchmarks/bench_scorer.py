@@ -34,20 +34,31 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.benchmarks.rows import ONNXRUNTIME, PER_TRACK_LOOP, PYTORCH, TENSORRT, row
 from reclnet.benchmarks.timing import Timing, measure_each
+from reclnet.runtime.backends import StepRunner
 
 TRACKS = (1, 10, 50, 100, 200)
 BUDGET_MS = 40.0  # 25 fps
 NAIVE = "naive per-track torch loop + numpy median"
+CASE = "OnlineScorer.update"
 
 
-class _TimedRunner:
-    """Forwards to a runner and records the duration of each step."""
+class _TimedRunner(StepRunner):
+    """A step backend that forwards to ``inner`` and records the duration of each step.
 
-    def __init__(self, inner: Any) -> None:
+    A :class:`StepRunner` itself (what :class:`OnlineScorer` requires): :meth:`step`
+    times the wrapped runner's whole :meth:`StepRunner.step` (its checks included), so
+    the scorer's remaining time is what it adds around the step.
+    """
+
+    def __init__(self, inner: StepRunner) -> None:
         self.inner = inner
         self.name, self.config = inner.name, inner.config
         self.postprocess, self.device_resident = inner.postprocess, inner.device_resident
+        for attr in ("max_tracks", "max_tracks_origin", "max_tracks_hint"):
+            if hasattr(inner, attr):
+                setattr(self, attr, getattr(inner, attr))
         self.times: list[float] = []
 
     def step(self, features: Any, state: Any) -> Any:
@@ -56,11 +67,20 @@ class _TimedRunner:
         self.times.append(time.perf_counter() - t0)
         return out
 
+    def _step(self, features: Any, state: Any) -> Any:  # pragma: no cover - step() overrides
+        return self.inner.step(features, state)
+
     def fetch_state(self, state: Any) -> np.ndarray:
         return self.inner.fetch_state(state)
 
     def close(self) -> None:
         self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for what the instance lacks (artifact, ...); __init__ sets inner first.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 class _NaiveScorer:
@@ -141,22 +161,31 @@ def _inputs(config: Any, n: int, seed: int) -> tuple[np.ndarray, dict[str, np.nd
     return ids, feats, boxes
 
 
-def _row(case: str, impl: str, t: Timing, base: Timing | None, n: int, **extra: Any) -> dict:
-    ms = t.scaled(1e3)
-    return {
-        "benchmark": "scorer",
-        "case": case,
-        "impl": impl,
-        "baseline": None if base is None else NAIVE,
-        "unit": "ms",
-        "min": ms.min,
-        "median": ms.median,
-        "max": ms.max,
-        "ratio_vs_baseline": None if base is None else base.median / t.median,
-        "p99": ms.p99,
-        "n": n,
+def _row(
+    impl: str,
+    precision: str,
+    variant: str,
+    label: str,
+    t: Timing,
+    base: dict | None,
+    n: int,
+    **extra: Any,
+) -> dict:
+    return row(
+        "scorer",
+        CASE,
+        impl,
+        unit="ms",
+        stats=t,
+        scale=1e3,
+        precision=precision,
+        variant=variant,
+        n=n,
+        classes=None,
+        baseline=base,
+        label=label,
         **extra,
-    }
+    )
 
 
 def _time_scorer(runner: Any, n: int, calls: int) -> tuple[Timing, float, float]:
@@ -191,10 +220,17 @@ def run(quick: bool = False) -> list[dict]:
     tracks = (1, 100) if quick else TRACKS
     rows: list[dict] = []
     model, paths = _paper_model()
+    # (impl, precision, variant, label) -> how to open the backend
     runners = {
-        "scorer onnxruntime fp32": lambda: load_backend("onnxruntime", model=paths["fp32"]),
-        "scorer onnxruntime int8": lambda: load_backend("onnxruntime", model=paths["int8"]),
-        "scorer torch": lambda: load_backend("torch", model=model),
+        (ONNXRUNTIME, "fp32", "step.onnx", "scorer onnxruntime fp32"): lambda: load_backend(
+            "onnxruntime", model=paths["fp32"]
+        ),
+        (ONNXRUNTIME, "int8", "step.int8.onnx", "scorer onnxruntime int8"): lambda: load_backend(
+            "onnxruntime", model=paths["int8"]
+        ),
+        (PYTORCH, "fp32", "torch backend", "scorer torch"): lambda: load_backend(
+            "torch", model=model
+        ),
     }
     for n in tracks:
         calls = 40 if quick else max(30, min(200, 4000 // n))
@@ -207,18 +243,20 @@ def run(quick: bool = False) -> list[dict]:
                 first, one_track
             ),
         )
-        base = measure_each(
+        t_base = measure_each(
             lambda naive=naive, ids=ids, feats=feats: naive.update(ids, feats),
             # The naive loop is slow: fewer frames suffice for its median.
             calls=5 if n >= 100 else 10,
             warmup=1,
         )
-        case = f"{n} tracks"
-        rows.append(_row(case, NAIVE, base, None, n, torch_threads=naive_threads))
-        for impl, make in runners.items():
+        base = _row(
+            PYTORCH, "fp32", PER_TRACK_LOOP, NAIVE, t_base, None, n, torch_threads=naive_threads
+        )
+        rows.append(base)
+        for (impl, precision, variant, label), make in runners.items():
             with make() as runner:
                 threads = None
-                if impl == "scorer torch":
+                if impl == PYTORCH:
                     state = np.zeros((n, model.config.state_size), np.float32)
                     threads = _best_threads(torch, lambda r=runner, f=feats, s=state: r.step(f, s))
                 t, step, outside = _time_scorer(runner, n, calls)
@@ -228,40 +266,37 @@ def run(quick: bool = False) -> list[dict]:
             }
             if threads is not None:
                 extra["torch_threads"] = threads
-            if "int8" in impl:
+            if precision == "int8":
                 extra["budget_ms"] = BUDGET_MS
                 extra["fits_budget"] = bool(t.p99 * 1e3 <= BUDGET_MS)
-            rows.append(_row(case, impl, t, base, n, **extra))
+            rows.append(_row(impl, precision, variant, label, t, base, n, **extra))
     if "tensorrt" not in available_backends():
         rows.append(
-            {
-                "benchmark": "scorer",
-                "case": "tensorrt",
-                "impl": "scorer tensorrt",
-                "baseline": NAIVE,
-                "unit": "ms",
-                "min": float("nan"),
-                "median": float("nan"),
-                "max": float("nan"),
-                "ratio_vs_baseline": None,
-                "skipped": "TensorRT is not installed (no NVIDIA GPU on this machine)",
-            }
+            row(
+                "scorer",
+                CASE,
+                TENSORRT,
+                unit="ms",
+                stats=None,
+                label="scorer tensorrt",
+                skipped="TensorRT is not installed (no NVIDIA GPU on this machine)",
+            )
         )
     return rows
 
 
 def _print(rows: list[dict]) -> None:
-    head = f"{'case':<11} {'impl':<44} {'p50 ms':>8} {'p99 ms':>8} {'step ms':>8} {'outside':>8} {'vs naive':>8}"
+    head = f"{'N':>4} {'impl':<44} {'p50 ms':>8} {'p99 ms':>8} {'step ms':>8} {'outside':>8} {'vs naive':>8}"
     print(head)
     for r in rows:
         if r.get("skipped"):
-            print(f"{r['case']:<11} {r['impl']:<44} skipped: {r['skipped']}")
+            print(f"{'':>4} {r['label']:<44} skipped: {r['skipped']}")
             continue
         ratio = r["ratio_vs_baseline"]
         step = r.get("step_ms")
         out = r.get("outside_step_fraction")
         print(
-            f"{r['case']:<11} {r['impl']:<44} {r['median']:8.2f} {r['p99']:8.2f} "
+            f"{r['n']:>4} {r['label']:<44} {r['median']:8.2f} {r['p99']:8.2f} "
             f"{'' if step is None else f'{step:8.2f}':>8} "
             f"{'' if out is None else f'{100 * out:7.1f}%':>8} "
             f"{'' if ratio is None else f'{ratio:7.1f}x':>8}"

@@ -18,26 +18,31 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.benchmarks.rows import row
 from reclnet.benchmarks.timing import Timing, measure_each
 from reclnet.paths import vtest_video
 
 VTEST = vtest_video() or Path("vtest.avi")
 CASE = "vtest.avi 768x576"
+#: impl of the decoder baseline and of the whole pipeline (its stages: ``stage`` field).
+DECODE, PIPELINE = "decode only (PyAV)", "stream pipeline"
 
 
-def _row(impl: str, baseline: str | None, t: Timing, base: float | None, **extra: Any) -> dict:
-    return {
-        "benchmark": "stream",
-        "case": extra.pop("case", CASE),
-        "impl": impl,
-        "baseline": baseline,
-        "unit": "ms/frame",
-        "min": t.min * 1e3,
-        "median": t.median * 1e3,
-        "max": t.max * 1e3,
-        "ratio_vs_baseline": None if base is None else base / (t.median * 1e3),
+def _row(
+    impl: str, label: str, t: Timing, base: dict | None, variant: str | None = None, **extra: Any
+) -> dict:
+    return row(
+        "stream",
+        CASE,
+        impl,
+        unit="ms/frame",
+        stats=t,
+        scale=1e3,
+        variant=variant,
+        baseline=base,
+        label=label,
         **extra,
-    }
+    )
 
 
 def export_default_models(out: Path) -> Path:
@@ -51,7 +56,7 @@ def export_default_models(out: Path) -> Path:
 
     torch.manual_seed(0)
     ckpt = save_checkpoint(out / "model.pt", RecLNet(RecLNetConfig()).eval())
-    status = export_main([str(ckpt), "--out", str(out), "--no-sequence", "--features"])
+    status = export_main([str(ckpt), "--out", str(out), "--features"])
     if status:
         raise RuntimeError(f"export of the default models failed (status {status})")
     return out
@@ -61,18 +66,15 @@ def run(quick: bool = False) -> list[dict]:
     """End-to-end ms/frame and fps on vtest.avi vs decoding alone; per-stage rows with shares."""
     if not VTEST.exists():
         return [
-            {
-                "benchmark": "stream",
-                "case": CASE,
-                "impl": "end to end",
-                "baseline": "decode only",
-                "unit": "ms/frame",
-                "min": None,
-                "median": None,
-                "max": None,
-                "ratio_vs_baseline": None,
-                "skipped": f"{VTEST} not found (README: Demo tells how to get it)",
-            }
+            row(
+                "stream",
+                CASE,
+                PIPELINE,
+                unit="ms/frame",
+                stats=None,
+                label="end to end",
+                skipped=f"{VTEST} not found (docs/demo.md tells how to get it)",
+            )
         ]
     from reclnet.runtime.camera.source import FileSource
 
@@ -86,8 +88,8 @@ def run(quick: bool = False) -> list[dict]:
         with FileSource(VTEST) as source:
             it = iter(source)
             decode = measure_each(lambda: next(it), calls=frames, warmup=warmup)
-        base = decode.median * 1e3
-        rows.append(_row("decode only (PyAV)", None, decode, None, fps=1.0 / decode.median))
+        base = _row(DECODE, DECODE, decode, None, fps=1.0 / decode.median)
+        rows.append(base)
 
         variants = [(1, "end to end: HOG + norfair + DIS flow + 2 x ResNet-18 + ORT step + C post")]
         if not quick:  # --quick keeps to about a minute: the main variant only
@@ -98,7 +100,7 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def _run_pipeline(
-    model_dir: Path, impl: str, detect_every: int, frames: int, warmup: int, base: float
+    model_dir: Path, label: str, detect_every: int, frames: int, warmup: int, base: dict
 ) -> list[dict]:
     """One timed pass over ``frames`` frames of vtest.avi; the e2e row and one row per stage."""
     from reclnet.runtime.backends import load_backend
@@ -151,12 +153,15 @@ def _run_pipeline(
     table = timer.table()[warmup:]
     stage_share = table.sum(axis=0) / table.sum()
     shares = {s: round(float(v), 4) for s, v in zip(timer.stages, stage_share, strict=True)}
+    variant = f"HOG every {detect_every}"
     rows.append(
         _row(
-            impl,
-            "decode only (PyAV)",
+            PIPELINE,
+            label,
             e2e,
             base,
+            variant,
+            stage=None,
             fps=1.0 / e2e.median,
             mean_tracks=float(np.mean(tracks[warmup:])),
             detect_every=detect_every,
@@ -176,10 +181,12 @@ def _run_pipeline(
         )
         rows.append(
             _row(
-                f"  stage {stage} (HOG every {detect_every})",
-                None,
+                PIPELINE,
+                f"  stage {stage} ({variant})",
                 t,
                 None,
+                variant,
+                stage=stage,
                 share=shares[stage],
                 mean_ms=float(col.mean() * 1e3),
             )
@@ -200,21 +207,21 @@ def timer_decode(it: Any, timer: Any) -> Any:
 if __name__ == "__main__":
     import sys
 
-    for row in run(quick="--quick" in sys.argv):
-        if row.get("skipped"):
-            print(f"{row['case']}: skipped ({row['skipped']})")
+    for r in run(quick="--quick" in sys.argv):
+        if r.get("skipped"):
+            print(f"{r['case']}: skipped ({r['skipped']})")
             continue
-        ratio = row["ratio_vs_baseline"]
+        ratio = r["ratio_vs_baseline"]
         extra = ""
-        if "fps" in row:
-            extra += f"  {row['fps']:6.2f} fps"
-        if "mean_tracks" in row:
-            extra += f"  {row['mean_tracks']:.1f} tracks/frame"
-        if "share" in row:
-            extra += f"  share {100 * row['share']:5.1f}% (mean {row['mean_ms']:.1f} ms)"
+        if "fps" in r:
+            extra += f"  {r['fps']:6.2f} fps"
+        if "mean_tracks" in r:
+            extra += f"  {r['mean_tracks']:.1f} tracks/frame"
+        if "share" in r:
+            extra += f"  share {100 * r['share']:5.1f}% (mean {r['mean_ms']:.1f} ms)"
         if ratio is not None:
-            extra += f"  {ratio:.3f}x vs {row['baseline']}"
+            extra += f"  {ratio:.3f}x vs {r['baseline']['label']}"
         print(
-            f"{row['impl']:<76} median {row['median']:9.2f} ms "
-            f"[{row['min']:.2f} .. {row['max']:.2f}]{extra}"
+            f"{r['label']:<76} median {r['median']:9.2f} ms "
+            f"[{r['min']:.2f} .. {r['max']:.2f}]{extra}"
         )

@@ -41,12 +41,30 @@ CPU_FLAGS = (
     "fma",
     "f16c",
     "avx512f",
+    "avx512bw",
+    "avx512vl",
     "avx512_vnni",
     "avx512_bf16",
+    "avx512_fp16",
     "avx_vnni",
+    "amx_tile",
     "amx_int8",
     "amx_bf16",
+    # Arm: NEON, dot product (INT8), bf16 matmul, SVE
+    "asimd",
+    "asimddp",
+    "bf16",
+    "sve",
 )
+
+#: Summary of the flags that decide fp32 / bf16 / INT8 kernels: feature -> any of these flags.
+ISA_FEATURES = {
+    "avx2": ("avx2",),
+    "avx512": ("avx512f",),
+    "vnni": ("avx512_vnni", "avx_vnni", "asimddp"),
+    "bf16": ("avx512_bf16", "amx_bf16", "bf16"),
+    "amx": ("amx_tile", "amx_int8", "amx_bf16"),
+}
 
 #: Environment variables that change thread pools or kernel selection.
 THREAD_ENV = (
@@ -73,6 +91,19 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
         key, _, value = line.partition(":")
         out[key.strip()] = value.strip()
     return out
+
+
+def cpu_flags(path: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The :data:`CPU_FLAGS` this CPU has (x86 ``flags`` or Arm ``Features`` line)."""
+    info = _cpuinfo(path)
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return [f for f in CPU_FLAGS if f in flags]
+
+
+def isa_features(flags: list[str]) -> dict[str, bool]:
+    """``{"avx2": ..., "avx512": ..., "vnni": ..., "bf16": ..., "amx": ...}`` from flags."""
+    have = set(flags)
+    return {name: any(f in have for f in any_of) for name, any_of in ISA_FEATURES.items()}
 
 
 def _parse_size(text: str) -> int | None:
@@ -210,12 +241,12 @@ def collect() -> dict[str, Any]:
     -------
     dict
         JSON-ready: ``cpu_model``, ``logical_cpus``, ``usable_cpus`` (affinity),
-        ``physical_cores``, ``cpu_flags``, ``caches`` (see :func:`cache_sizes`),
+        ``physical_cores``, ``cpu_flags``, ``isa`` (see :func:`isa_features`), ``caches`` (see :func:`cache_sizes`),
         ``memory_bytes``, ``platform``, ``python``, ``libraries``, ``thread_pools``,
         ``thread_env``, ``load_average``, ``git_commit``, ``collected_at`` (UTC ISO time).
     """
     info = _cpuinfo()
-    flags = set(info.get("flags", "").split())
+    flags = cpu_flags()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -231,7 +262,8 @@ def collect() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "physical_cores": physical,
-        "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+        "cpu_flags": flags,
+        "isa": isa_features(flags),
         "caches": caches or _lscpu_caches(),
         "memory_bytes": _memory_bytes(),
         "platform": platform.platform(),
@@ -257,7 +289,7 @@ def last_level_cache_bytes(machine: dict[str, Any] | None = None) -> int | None:
 
 
 def describe(machine: dict[str, Any]) -> str:
-    """One line for report headers: CPU, cores, caches, memory."""
+    """One line for report headers: CPU, cores, caches, memory, ISA features."""
     caches = ", ".join(
         f"L{c['level']}{'d' if c.get('type') == 'Data' else ''} "
         f"{_human(c['size_bytes'])}" + (f" x{c['instances']}" if c.get("instances", 1) > 1 else "")
@@ -265,11 +297,14 @@ def describe(machine: dict[str, Any]) -> str:
         if "level" in c and c.get("type") != "Instruction" and c.get("size_bytes")
     )
     mem = machine.get("memory_bytes")
+    isa = machine.get("isa") or isa_features(machine.get("cpu_flags") or [])
+    have = [name for name, present in isa.items() if present]
     return (
         f"{machine.get('cpu_model')}, {machine.get('usable_cpus')} usable CPUs"
         + (f" ({machine['physical_cores']} cores)" if machine.get("physical_cores") else "")
         + (f", {caches}" if caches else "")
         + (f", {_human(mem)} RAM" if mem else "")
+        + (f"; ISA: {' '.join(have) or 'none of ' + '/'.join(isa)}" if isa else "")
     )
 
 

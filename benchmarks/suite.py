@@ -1,14 +1,17 @@
 """`reclnet bench`: discover and run every ``benchmarks/bench_*.py`` and report the results.
 
-Each benchmark module exposes ``run(quick: bool = False) -> list[dict]`` (rows per
-the protocol in ``benchmarks/timing.py`` and the shared brief). The suite runs them
+Each benchmark module exposes ``run(quick: bool = False) -> list[dict]``: rows made by
+:func:`reclnet.benchmarks.rows.row`, whose fields (benchmark, case, impl, precision,
+variant, n, classes, baseline, unit, min / median / max) say what was measured; the
+targets select rows by these fields, never by the text of a label. The suite runs them
 one after another in this process, so a failing benchmark or a missing optional
 dependency never stops the others: the first is recorded as ``failed`` with its
 traceback, the second as ``skipped`` with the missing module named. It writes
 
-- ``results.json``: the machine (CPU, caches, library versions, load), every row
-  with min / median / max, per-benchmark status, and the project's performance targets;
-- ``results.md``: the same as tables (the README's "Benchmarks" section is cut from it);
+- ``results.json``: the machine (CPU, CPU flags, caches, library versions, load), every
+  row, per-benchmark status, and the project's performance targets;
+- ``results.md``: the same as tables (the generated block of ``docs/benchmarks.md`` is
+  cut from it, see ``--doc``);
 - PNG plots: per-frame latency vs live tracks per backend, post-processing cost per
   sample, the end-to-end stage breakdown.
 """
@@ -33,13 +36,26 @@ from types import ModuleType
 from typing import Any
 
 from reclnet.benchmarks import machine as machine_facts
+from reclnet.benchmarks import rows as rows_mod
+from reclnet.benchmarks.rows import (
+    BOTTLENECK,
+    C_CORE,
+    EAGER_BATCHED,
+    ONNXRUNTIME,
+    OPENVINO,
+    PER_TRACK_LOOP,
+    PYTORCH,
+    TENSORRT,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PACKAGE = "reclnet.benchmarks"
-SCHEMA_VERSION = 1
+#: 2: rows with fields (precision, variant, n, classes, label, baseline as a row's fields).
+SCHEMA_VERSION = 2
 DEFAULT_OUT = Path("out") / "bench"
+#: Where ``--doc`` writes the generated block by default (run from the source checkout).
+DEFAULT_DOC = Path("docs") / "benchmarks.md"
 
-REQUIRED_KEYS = ("benchmark", "case", "impl", "unit", "min", "median", "max")
 STATUSES = ("ok", "skipped", "failed")
 # Seconds per unit for the time units benchmarks report (a "/frame"-like suffix is ignored).
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -146,33 +162,8 @@ def _is_number(x: Any) -> bool:
 
 
 def validate_row(row: Any) -> list[str]:
-    """What is wrong with ``row`` under the row protocol (empty when nothing is).
-
-    A row marked ``{"skipped": "reason"}`` may leave ``min``/``median``/``max`` None.
-    """
-    if not isinstance(row, dict):
-        return [f"row is a {type(row).__name__}, not a dict"]
-    problems = [f"missing key {k!r}" for k in REQUIRED_KEYS if k not in row]
-    for key in ("benchmark", "case", "impl", "unit"):
-        if key in row and not isinstance(row[key], str):
-            problems.append(f"{key} must be a str, got {row[key]!r}")
-    skipped = isinstance(row.get("skipped"), str)
-    for key in ("min", "median", "max"):
-        if key not in row:
-            continue
-        value = row[key]
-        if skipped and (value is None or (_is_number(value) and math.isnan(value))):
-            continue
-        if not _is_number(value) or not math.isfinite(value):
-            problems.append(f"{key} must be a finite number, got {value!r}")
-    if not problems and not skipped and not row["min"] <= row["median"] <= row["max"]:
-        problems.append(
-            f"need min <= median <= max, got {row['min']}, {row['median']}, {row['max']}"
-        )
-    ratio = row.get("ratio_vs_baseline")
-    if ratio is not None and not _is_number(ratio):
-        problems.append(f"ratio_vs_baseline must be a number or None, got {ratio!r}")
-    return problems
+    """What is wrong with ``row`` under the row protocol (:func:`rows.validate_row`)."""
+    return rows_mod.validate_row(row)
 
 
 def _jsonable(x: Any) -> Any:
@@ -215,6 +206,8 @@ def run_benchmark(path: Path, quick: bool) -> BenchmarkResult:
     Returns
     -------
     BenchmarkResult
+        Rows that break the protocol are dropped and named in ``problems``; rows that
+        share their identifying fields (:data:`rows.IDENTITY`) are kept and named too.
     """
     name = subject(path)
     t0 = time.perf_counter()
@@ -243,12 +236,17 @@ def run_benchmark(path: Path, quick: bool) -> BenchmarkResult:
         )
     seconds = time.perf_counter() - t0
     valid, problems = [], []
+    seen: dict[tuple[Any, ...], int] = {}
     for i, row in enumerate(rows):
         issues = validate_row(row)
         if issues:
             problems.append(f"row {i} dropped: {'; '.join(issues)}")
-        else:
-            valid.append(_jsonable(row))
+            continue
+        key = rows_mod.identity(row)
+        if key in seen:
+            problems.append(f"row {i} has the same fields as row {seen[key]}: {key}")
+        seen.setdefault(key, i)
+        valid.append(_jsonable(row))
     measured = [r for r in valid if not isinstance(r.get("skipped"), str)]
     if measured:
         return BenchmarkResult(name, "ok", None, seconds, valid, problems)
@@ -271,7 +269,7 @@ def run_suite(
     Returns
     -------
     dict
-        ``{"schema": 1, "created": ISO UTC, "command", "quick", "machine", "benchmarks":
+        ``{"schema": 2, "created": ISO UTC, "command", "quick", "machine", "benchmarks":
         [BenchmarkResult.to_dict()...], "targets": [...], "seconds"}``.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -320,48 +318,39 @@ def seconds_per_unit(unit: str) -> float | None:
     return TIME_UNITS.get(unit.split("/")[0].strip())
 
 
-def tracks(row: dict[str, Any]) -> int | None:
-    """Live tracks (batch N) of a row: its ``n`` / ``tracks`` / ``num_tracks`` field, or
-    ``N=<n>`` / ``<n> tracks`` in its case."""
-    for key in ("n", "tracks", "num_tracks", "live_tracks", "batch"):
-        value = row.get(key)
-        if _is_number(value):
-            return int(value)
-    match = re.search(r"\bN\s*=\s*(\d+)|(\d+)\s+(?:live\s+)?tracks?\b", str(row.get("case", "")))
-    if match:
-        return int(match.group(1) or match.group(2))
-    return None
+def select(rows: Iterable[dict[str, Any]], benchmark: str, **fields: Any) -> list[dict[str, Any]]:
+    """Rows of ``benchmark`` whose fields equal ``fields``.
 
+    A value that is a tuple or a set matches any of its members; ``baseline_impl`` /
+    ``baseline_precision`` match the baseline row's ``impl`` / ``precision``.
+    """
 
-def _find(
-    rows: Iterable[dict[str, Any]],
-    benchmark: str,
-    *,
-    impl: Sequence[str] = (),
-    not_impl: Sequence[str] = (),
-    n: int | None = None,
-    case: Sequence[str] = (),
-) -> list[dict[str, Any]]:
-    """Rows of ``benchmark`` whose impl contains all of ``impl`` and none of ``not_impl``
-    (case-insensitive), at ``n`` live tracks, whose case contains all of ``case``."""
-    out = []
-    for row in rows:
-        if row["benchmark"] != benchmark:
-            continue
-        name, text = row["impl"].lower(), row["case"].lower()
-        if any(s not in name for s in impl) or any(s in name for s in not_impl):
-            continue
-        if any(s not in text for s in case):
-            continue
-        if n is not None and tracks(row) != n:
-            continue
-        out.append(row)
-    return out
+    def value(row: dict[str, Any], key: str) -> Any:
+        if key.startswith("baseline_"):
+            return (row.get("baseline") or {}).get(key.removeprefix("baseline_"))
+        return row.get(key)
+
+    def ok(got: Any, want: Any) -> bool:
+        return got in want if isinstance(want, tuple | set | frozenset) else got == want
+
+    return [
+        r
+        for r in rows
+        if r["benchmark"] == benchmark and all(ok(value(r, k), v) for k, v in fields.items())
+    ]
 
 
 def _ms(row: dict[str, Any], key: str = "median") -> float | None:
     scale = seconds_per_unit(row["unit"])
     return None if scale is None else row[key] * scale * 1e3
+
+
+def _best(rows: Iterable[dict[str, Any]], worst: bool = False) -> dict[str, Any] | None:
+    """The fastest (or slowest) row by median time, None when there is none."""
+    timed = [r for r in rows if _ms(r) is not None]
+    if not timed:
+        return None
+    return (max if worst else min)(timed, key=lambda r: _ms(r))
 
 
 # ---------------------------------------------------------------- targets
@@ -374,75 +363,55 @@ def _target(text: str, met: bool | None, figures: str) -> dict[str, Any]:
 
 
 def evaluate_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's CPU performance targets, judged from the measured rows.
+    """The project's CPU performance targets, judged from the fields of the measured rows.
 
     A target whose rows are absent (benchmark skipped or not written) is ``"unknown"``.
     Ratios are computed from medians of rows measured in the same run.
     """
     out = []
-    floor = {key: _ms(r) for key, r in floors_by_kind(rows).items()}
-    # Step model at N=1 and N=128.
-    int8_1 = _best(_find(rows, "step", impl=("int8",), n=1))
-    eager_1 = _best(_find(rows, "step", impl=("eager",), n=1), worst=True)
+    floors = floors_by_kind(rows)
+
+    def floor_note(r: dict[str, Any]) -> str:
+        fl = floors.get((r.get("n"), r.get("floor_kind")))
+        if fl is None:
+            return ""
+        return f"; floor {fl['precision']} {_ms(fl):.3f} ms ({fl.get('bound')}-bound)"
+
+    text_01 = "step at N=1 <= 0.3 ms (INT8)"
+    text_10 = "step at N=1 >= 10x faster than PyTorch eager"
+    text_2 = "step at N=128 >= 2x faster than batched PyTorch eager"
+    int8_1 = _best(select(rows, "step", impl=ONNXRUNTIME, precision="int8", n=1))
+    eager_1 = _best(select(rows, "step", impl=PYTORCH, variant=EAGER_BATCHED, n=1))
     if int8_1 is not None:
         ms = _ms(int8_1)
-        fl = floor.get((1, floor_kind(int8_1["impl"])))
-        out.append(
-            _target(
-                "step at N=1 <= 0.3 ms (INT8)",
-                ms <= 0.3,
-                f"{int8_1['impl']}: {ms:.3f} ms median"
-                + (f" (floor int8 {fl:.3f} ms)" if fl else ""),
-            )
-        )
+        figures = f"{int8_1['label']}: {ms:.3f} ms median" + floor_note(int8_1)
+        out.append(_target(text_01, ms <= 0.3, figures))
     else:
-        out.append(_target("step at N=1 <= 0.3 ms (INT8)", None, "no INT8 step row at N=1"))
+        out.append(_target(text_01, None, "no onnxruntime int8 step row at N=1"))
     if int8_1 is not None and eager_1 is not None:
         ratio = _ms(eager_1) / _ms(int8_1)
-        out.append(
-            _target(
-                "step at N=1 >= 10x faster than PyTorch eager",
-                ratio >= 10,
-                f"{ratio:.1f}x ({eager_1['impl']} {_ms(eager_1):.3f} ms / "
-                f"{int8_1['impl']} {_ms(int8_1):.3f} ms)",
-            )
+        figures = (
+            f"{ratio:.1f}x ({eager_1['label']} {_ms(eager_1):.3f} ms / "
+            f"{int8_1['label']} {_ms(int8_1):.3f} ms)"
         )
+        out.append(_target(text_10, ratio >= 10, figures))
     else:
-        out.append(_target("step at N=1 >= 10x faster than PyTorch eager", None, "rows absent"))
-    ours_128 = _best(_find(rows, "step", impl=("ort",), n=128)) or _best(
-        _find(rows, "step", impl=("onnx",), n=128)
-    )
-    eager_128 = _best(_find(rows, "step", impl=("eager", "batch"), n=128))
+        out.append(_target(text_10, None, "rows absent"))
+    ours_128 = _best(select(rows, "step", impl=ONNXRUNTIME, n=128))
+    eager_128 = _best(select(rows, "step", impl=PYTORCH, variant=EAGER_BATCHED, n=128))
     if ours_128 is not None and eager_128 is not None:
         ratio = _ms(eager_128) / _ms(ours_128)
-        fl = floor.get((128, "fp32_exported"))
-        out.append(
-            _target(
-                "step at N=128 >= 2x faster than batched PyTorch eager",
-                ratio >= 2,
-                f"{ratio:.2f}x ({eager_128['impl']} {_ms(eager_128):.2f} ms / {ours_128['impl']} "
-                f"{_ms(ours_128):.2f} ms" + (f"; fp32 floor {fl:.2f} ms" if fl else "") + ")",
-            )
+        figures = (
+            f"{ratio:.2f}x ({eager_128['label']} {_ms(eager_128):.2f} ms / {ours_128['label']} "
+            f"{_ms(ours_128):.2f} ms{floor_note(ours_128)})"
         )
+        out.append(_target(text_2, ratio >= 2, figures))
     else:
-        out.append(
-            _target("step at N=128 >= 2x faster than batched PyTorch eager", None, "rows absent")
-        )
-    # Post-processing.
+        out.append(_target(text_2, None, "rows absent"))
     out += _postproc_targets(rows)
-    # Online scorer.
     out += _scorer_targets(rows)
-    # Peers.
     out.append(_peer_target(rows))
     return out
-
-
-def _best(rows: list[dict[str, Any]], worst: bool = False) -> dict[str, Any] | None:
-    """The fastest (or slowest) row by median time, None when there is none."""
-    timed = [r for r in rows if _ms(r) is not None]
-    if not timed:
-        return None
-    return (max if worst else min)(timed, key=lambda r: _ms(r))
 
 
 def _per_sample_ns(row: dict[str, Any]) -> float | None:
@@ -450,13 +419,20 @@ def _per_sample_ns(row: dict[str, Any]) -> float | None:
     return None if scale is None else row["median"] * scale * 1e9
 
 
+def _postproc_case(row: dict[str, Any]) -> str:
+    n, c = row.get("n"), row.get("classes")
+    if n is None:
+        return row["case"]
+    return f"{n} track{'s' if n != 1 else ''}" + (f" x {c} classes" if c else "")
+
+
 def _postproc_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     text_ns = "post-processing <= 20 ns per (track, class) sample"
     text_x = "post-processing >= 3x faster than bottleneck.move_median"
-    timed = [r for r in _find(rows, "postproc") if "sample" in r["unit"] and _per_sample_ns(r)]
-    # The whole job in C ("C core"); else any of ours.
-    core = [r for r in timed if "c core" in r["impl"].lower()] or [
-        r for r in timed if r["impl"].lower().startswith(("c ", "reclnet"))
+    core = [
+        r
+        for r in select(rows, "postproc", impl=C_CORE)
+        if "sample" in r["unit"] and _per_sample_ns(r) is not None
     ]
     if not core:
         return [_target(text_ns, None, "no C-core per-sample row"), _target(text_x, None, "")]
@@ -465,30 +441,24 @@ def _postproc_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         _target(
             text_ns,
             _per_sample_ns(worst) <= 20,
-            ", ".join(f"{r['case']}: {_per_sample_ns(r):.1f} ns" for r in core),
+            ", ".join(f"{_postproc_case(r)}: {_per_sample_ns(r):.1f} ns" for r in core),
         )
     ]
-    vs_bn = [
-        r
-        for r in core
-        if "bottleneck" in str(r.get("baseline") or "").lower()
-        and _is_number(r.get("ratio_vs_baseline"))
-    ]
-    if not vs_bn:
-        # The ratio may be stated on a row with another baseline: compute it from medians.
-        for r in core:
-            for b in _find(rows, "postproc", impl=("bottleneck",), case=(r["case"].lower(),)):
-                if b["unit"] == r["unit"]:
-                    vs_bn.append({**r, "ratio_vs_baseline": b["median"] / r["median"]})
+    vs_bn = []
+    for r in core:
+        if (r.get("baseline") or {}).get("impl") == BOTTLENECK and _is_number(
+            r.get("ratio_vs_baseline")
+        ):
+            vs_bn.append(r)
+            continue
+        # Measured against another baseline: compute the ratio from the medians.
+        for b in select(rows, "postproc", impl=BOTTLENECK, case=r["case"], n=r.get("n")):
+            if b["unit"] == r["unit"]:
+                vs_bn.append({**r, "ratio_vs_baseline": b["median"] / r["median"]})
     if vs_bn:
         low = min(vs_bn, key=lambda r: r["ratio_vs_baseline"])
-        out.append(
-            _target(
-                text_x,
-                low["ratio_vs_baseline"] >= 3,
-                ", ".join(f"{r['case']}: {r['ratio_vs_baseline']:.1f}x" for r in vs_bn),
-            )
-        )
+        figures = ", ".join(f"{_postproc_case(r)}: {r['ratio_vs_baseline']:.1f}x" for r in vs_bn)
+        out.append(_target(text_x, low["ratio_vs_baseline"] >= 3, figures))
     else:
         out.append(_target(text_x, None, "no bottleneck row"))
     return out
@@ -497,65 +467,60 @@ def _postproc_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _scorer_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     text_x = "online scorer at 100 live tracks >= 10x faster than the per-track PyTorch loop"
     text_o = "online scorer at 100 live tracks: time outside the model step <= 5%"
-    at100 = _find(rows, "scorer", n=100)
-    loop = _best(
-        [r for r in at100 if "loop" in r["impl"].lower() or "per-track" in r["impl"].lower()]
-    )
-    ours = _best(
-        [
-            r
-            for r in at100
-            if r not in ([loop] if loop else [])
-            and "loop" not in r["impl"].lower()
-            and "per-track" not in r["impl"].lower()
-            and "torch" not in r["impl"].lower()
-        ]
-    )
+    loop = _best(select(rows, "scorer", n=100, impl=PYTORCH, variant=PER_TRACK_LOOP))
+    # Ours: the deployment backends (the PyTorch backend is the reference, not the product).
+    ours = _best(select(rows, "scorer", n=100, impl=(ONNXRUNTIME, TENSORRT, OPENVINO)))
     out = []
     if loop is not None and ours is not None:
         ratio = _ms(loop) / _ms(ours)
-        out.append(
-            _target(
-                text_x,
-                ratio >= 10,
-                f"{ratio:.1f}x ({loop['impl']} {_ms(loop):.2f} ms / {ours['impl']} "
-                f"{_ms(ours):.2f} ms per frame)",
-            )
+        figures = (
+            f"{ratio:.1f}x ({loop['label']} {_ms(loop):.2f} ms / {ours['label']} "
+            f"{_ms(ours):.2f} ms per frame)"
         )
+        out.append(_target(text_x, ratio >= 10, figures))
     else:
         out.append(_target(text_x, None, "rows absent"))
-    fractions = [
-        (r, r[k])
-        for r in at100
-        for k in ("outside_step_fraction", "overhead_fraction", "outside_step")
-        if _is_number(r.get(k))
-    ]
-    if ours is not None:
-        fractions = [f for f in fractions if f[0] is ours] or fractions
-    if fractions:
-        r, frac = fractions[0]
-        frac = frac / 100 if frac > 1 else frac
-        out.append(_target(text_o, frac <= 0.05, f"{r['impl']}: {100 * frac:.1f}% outside step"))
+    frac = None if ours is None else ours.get("outside_step_fraction")
+    if _is_number(frac):
+        out.append(
+            _target(text_o, frac <= 0.05, f"{ours['label']}: {100 * frac:.1f}% outside step")
+        )
     else:
         out.append(_target(text_o, None, "no outside-step fraction reported"))
     return out
 
 
 def _peer_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every onnxruntime peers row against its OpenVINO baseline of the same precision
+    (each precision, each N); a pair whose peer ran another precision is not judged."""
     text = "ahead of OpenVINO on the same model at every N"
     versus = [
         r
-        for r in _find(rows, "peers")
-        if "openvino" in str(r.get("baseline") or "").lower()
-        and _is_number(r.get("ratio_vs_baseline"))
+        for r in select(rows, "peers", impl=ONNXRUNTIME, baseline_impl=OPENVINO)
+        if _is_number(r.get("ratio_vs_baseline"))
     ]
     if not versus:
         return _target(text, None, "no OpenVINO comparison rows")
-    # Every one of our rows against its OpenVINO peer (each precision, each N).
-    versus.sort(key=lambda r: (r["impl"], tracks(r) or 0))
-    met = all(r["ratio_vs_baseline"] >= 1 for r in versus)
-    figures = ", ".join(f"{r['impl']} N={tracks(r)}: {r['ratio_vs_baseline']:.2f}x" for r in versus)
-    return _target(text, met, figures)
+    versus.sort(key=lambda r: (r["precision"] or "", r["n"] or 0))
+    judged = [r for r in versus if r["baseline"].get("precision") == r["precision"]]
+    other = [r for r in versus if r not in judged]
+    figures = ", ".join(
+        f"{r['precision']} N={r['n']}: {r['ratio_vs_baseline']:.2f}x" for r in judged
+    )
+    if other:
+        figures += "; not judged (peer ran another precision): " + ", ".join(
+            f"{r['precision']} N={r['n']} vs openvino {r['baseline'].get('precision')}: "
+            f"{r['ratio_vs_baseline']:.2f}x"
+            for r in other
+        )
+    bf16 = [r for r in versus if _is_number(r.get("ratio_vs_openvino_bf16"))]
+    if bf16:
+        figures += "; for the record, fp32 vs OpenVINO bf16: " + ", ".join(
+            f"N={r['n']}: {r['ratio_vs_openvino_bf16']:.2f}x" for r in bf16
+        )
+    if not judged:
+        return _target(text, None, figures)
+    return _target(text, all(r["ratio_vs_baseline"] >= 1 for r in judged), figures)
 
 
 # ---------------------------------------------------------------- markdown
@@ -572,37 +537,37 @@ def _fmt(x: Any) -> str:
 
 
 def floors_by_kind(rows: Iterable[dict[str, Any]]) -> dict[tuple[int, str], dict[str, Any]]:
-    """The floor benchmark's rows keyed by ``(N, floor_kind)``."""
+    """The floor benchmark's measured step floors keyed by ``(n, floor_kind)``."""
     return {
-        (tracks(r), r["floor_kind"]): r
+        (r["n"], r["floor_kind"]): r
         for r in rows
-        if r["benchmark"] == "floor" and isinstance(r.get("floor_kind"), str) and tracks(r)
+        if r["benchmark"] == "floor"
+        and isinstance(r.get("floor_kind"), str)
+        and r.get("n") is not None
+        and not isinstance(r.get("skipped"), str)
     }
 
 
-def floor_kind(impl: str) -> str:
-    """Which floor a step implementation runs against (``bench_floor.FLOORS``): an INT8
-    exported step, the PyTorch model (eager and the unfolded export keep the projection
-    apart), or the fp32 exported step."""
-    name = impl.lower()
-    if "int8" in name:
-        # The "signed" / "reduce_range" INT8 variants quantize every matrix.
-        return "int8_all" if ("signed" in name or "reduce_range" in name) else "int8_exported"
-    if any(s in name for s in ("eager", "pytorch", "torch", "unfolded")):
-        return "fp32_torch"
-    return "fp32_exported"
-
-
 def _floor_for(row: dict[str, Any], floors: dict[tuple[int, str], dict[str, Any]]) -> str:
-    """The physical floor (in the row's unit) next to a step figure at the same N."""
-    n, scale = tracks(row), seconds_per_unit(row["unit"])
-    if n is None or scale is None:
-        return ""
-    floor = floors.get((n, floor_kind(row["impl"])))
-    if floor is None:
+    """The physical floor (in the row's unit) named by a row's ``floor_kind`` at its N."""
+    scale = seconds_per_unit(row["unit"])
+    floor = floors.get((row.get("n"), row.get("floor_kind")))
+    if floor is None or scale is None:
         return ""
     value = _ms(floor) * 1e-3 / scale
-    return f"{_fmt(value)} ({floor.get('bound', '')})"
+    return f"{_fmt(value)} ({floor['precision']}, {floor.get('bound', '')})"
+
+
+def _machine_lines(m: dict[str, Any]) -> list[str]:
+    flags = m.get("cpu_flags") or []
+    pools = ", ".join(
+        f"{p.get('internal_api') or p.get('user_api')} {p.get('num_threads')} threads"
+        for p in m.get("thread_pools") or []
+    )
+    return [
+        f"- machine: {machine_facts.describe(m)}",
+        f"- CPU flags: {' '.join(flags) or 'unknown'}",
+    ] + ([f"- thread pools: {pools}"] if pools else [])
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -614,14 +579,15 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "",
         f"- date: {doc['created']} (UTC), {doc['seconds']:.0f} s",
         f"- command: `{doc['command']}`" + (" (quick)" if doc.get("quick") else ""),
-        f"- machine: {machine_facts.describe(m)}",
+        *_machine_lines(m),
         f"- load average at start / end: {m.get('load_average')} / {doc.get('load_average_end')}"
         f" on {m.get('usable_cpus')} CPUs (above the CPU count means other work shared the cores)",
         f"- libraries: {libs}",
         f"- commit: {m.get('git_commit')}",
         "",
         "Ratios are baseline median / impl median measured in the same process "
-        "(> 1: faster than the baseline). min / median / max are over repeated runs.",
+        "(> 1: faster than the baseline). min / median / max are over repeated runs. "
+        "precision is what the implementation actually ran.",
         "",
     ]
     if doc.get("targets"):
@@ -636,30 +602,35 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines += [f"**{bench['status']}**: {bench['reason']}", ""]
         measured = [r for r in bench["rows"] if not isinstance(r.get("skipped"), str)]
         skipped = [r for r in bench["rows"] if isinstance(r.get("skipped"), str)]
-        with_floor = bench["name"] in ("step", "peers") and floors
         if measured:
-            head = ["case", "impl", "baseline", "median", "min", "max", "unit", "vs baseline"]
-            if with_floor:
-                head.append("floor (bound)")
+            with_n = any(r.get("n") is not None for r in measured)
+            with_prec = any(r.get("precision") for r in measured)
+            with_floor = bench["name"] != "floor" and any(
+                (r.get("n"), r.get("floor_kind")) in floors for r in measured
+            )
+            head = ["case", *(["N"] if with_n else []), "impl"]
+            head += ["precision"] if with_prec else []
+            head += ["baseline", "median", "min", "max", "unit", "vs baseline"]
+            head += ["floor (precision, bound)"] if with_floor else []
             lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
             for r in measured:
                 ratio = r.get("ratio_vs_baseline")
-                cells = [
-                    r["case"],
-                    r["impl"],
-                    r.get("baseline") or "",
+                cells = [r["case"], *([_fmt(r.get("n"))] if with_n else []), r["label"].strip()]
+                cells += [r.get("precision") or ""] if with_prec else []
+                cells += [
+                    (r.get("baseline") or {}).get("label") or "",
                     _fmt(r["median"]),
                     _fmt(r["min"]),
                     _fmt(r["max"]),
                     r["unit"],
                     f"{ratio:.2f}x" if _is_number(ratio) else "",
                 ]
-                if with_floor:
-                    cells.append(_floor_for(r, floors))
+                cells += [_floor_for(r, floors)] if with_floor else []
                 lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
             lines.append("")
         for r in skipped:
-            lines.append(f"- skipped: {r['case']} / {r['impl']}: {r['skipped']}")
+            n = f" N={r['n']}" if r.get("n") is not None else ""
+            lines.append(f"- skipped: {r['case']}{n} / {r['label'].strip()}: {r['skipped']}")
         if skipped:
             lines.append("")
         lines.append(f"_{bench['seconds']:.1f} s_")
@@ -667,12 +638,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-SUMMARY_SECTIONS = ("Targets", "step", "peers", "postproc", "scorer", "stream")
-README_START, README_END = "<!-- reclnet-bench:start -->", "<!-- reclnet-bench:end -->"
+SUMMARY_SECTIONS = ("Targets", "floor", "step", "peers", "postproc", "scorer", "stream")
+DOC_START, DOC_END = "<!-- reclnet-bench:start -->", "<!-- reclnet-bench:end -->"
 
 
 def render_summary(doc: dict[str, Any], heading: str = "##") -> str:
-    """The short form for the README: header lines, the targets and the tables of
+    """The short form for the docs: header lines, the targets and the tables of
     :data:`SUMMARY_SECTIONS`, with their headings at level ``heading``."""
     keep = []
     for section in re.split(r"(?m)^(?=## )", render_markdown(doc)):
@@ -684,24 +655,31 @@ def render_summary(doc: dict[str, Any], heading: str = "##") -> str:
     return "".join(keep).strip() + "\n"
 
 
-def update_readme(readme: Path, doc: dict[str, Any]) -> None:
-    """Replace the text between the README's ``reclnet-bench`` markers with the summary.
+def update_doc(path: Path, doc: dict[str, Any]) -> None:
+    """Replace the text between the ``reclnet-bench`` markers of ``path`` with the summary.
+
+    A file without the markers gets them appended (under a "Results" heading); a missing
+    file is created.
 
     Raises
     ------
     ValueError
-        When the markers are missing or out of order (nothing is written then).
+        When only one marker is present, or they are out of order (nothing is written).
     """
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = text.find(DOC_START), text.find(DOC_END)
+    if start < 0 and end < 0:
+        text = text.rstrip("\n") + f"\n\n## Results\n\n{DOC_START}\n{DOC_END}\n"
+        start, end = text.find(DOC_START), text.find(DOC_END)
+    elif start < 0 or end < start:
         raise ValueError(
-            f"{readme}: needs the lines {README_START} and {README_END} (in this order) "
-            "around the results"
+            f"{path}: needs the lines {DOC_START} and {DOC_END} (in this order) "
+            "around the results, or neither"
         )
     body = render_summary(doc, heading="####")
-    new = text[: start + len(README_START)] + "\n" + body + text[end:]
-    readme.write_text(new)
+    new = text[: start + len(DOC_START)] + "\n" + body + text[end:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
 
 
 # ---------------------------------------------------------------- plots
@@ -722,16 +700,17 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
     for bench in ("step", "peers", "scorer"):
         series: dict[str, list[tuple[int, float, float, float]]] = {}
         for r in rows:
-            n, ms = tracks(r), _ms(r)
+            n, ms = r.get("n"), _ms(r)
             if r["benchmark"] == bench and n is not None and ms is not None and n > 0:
-                series.setdefault(r["impl"], []).append((n, _ms(r, "min"), ms, _ms(r, "max")))
+                points = series.setdefault(r["label"].strip(), [])
+                points.append((n, _ms(r, "min"), ms, _ms(r, "max")))
         if series:
             panels.append((bench, series))
     if panels:
-        floor_series = {}
-        for r in rows:
-            if r["benchmark"] == "floor" and isinstance(r.get("floor_kind"), str) and tracks(r):
-                floor_series.setdefault(r["impl"], []).append((tracks(r), _ms(r)))
+        floor_series: dict[str, list[tuple[int, float]]] = {}
+        for (n, _), r in floors_by_kind(rows).items():
+            if n > 0:
+                floor_series.setdefault(r["label"], []).append((n, _ms(r)))
         fig = Figure(figsize=(6 * len(panels), 4.5), layout="constrained")
         for ax, (bench, series) in zip(
             fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True
@@ -743,7 +722,9 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
                 err = [[p[2] - p[1] for p in points], [p[3] - p[2] for p in points]]
                 ax.errorbar(x, med, yerr=err, marker="o", capsize=3, label=impl)
             if bench in ("step", "peers"):
-                styles = iter([(0, (5, 2)), (0, (2, 2)), (0, (5, 2, 1, 2)), (0, (1, 1))])
+                styles = iter(
+                    [(0, (5, 2)), (0, (2, 2)), (0, (5, 2, 1, 2)), (0, (1, 1)), (0, (8, 2, 2, 2))]
+                )
                 for impl, points in sorted(floor_series.items()):
                     points.sort()
                     ax.plot(
@@ -768,8 +749,8 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
     if post:
         unit = max({r["unit"] for r in post}, key=lambda u: sum(r["unit"] == u for r in post))
         post = [r for r in post if r["unit"] == unit]
-        cases = list(dict.fromkeys(r["case"] for r in post))
-        impls = list(dict.fromkeys(r["impl"] for r in post))
+        cases = list(dict.fromkeys(_postproc_case(r) for r in post))
+        impls = list(dict.fromkeys(r["label"] for r in post))
         fig = Figure(
             figsize=(max(6, 1.6 * len(cases) * max(1, len(impls)) / 2), 4.5), layout="constrained"
         )
@@ -779,7 +760,7 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
             xs, med, lo, hi = [], [], [], []
             for i, case in enumerate(cases):
                 for r in post:
-                    if r["case"] == case and r["impl"] == impl:
+                    if _postproc_case(r) == case and r["label"] == impl:
                         xs.append(i + j * width)
                         med.append(r["median"])
                         lo.append(r["median"] - r["min"])
@@ -824,7 +805,7 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
             ax.set_yticks(range(len(bars)), bars, fontsize=7)
             fig.legend(fontsize=7, ncols=min(8, len(stages)), loc="outside lower center")
         else:
-            labels = [f"{r['case']} / {r['impl']}" for r in stream]
+            labels = [r["label"].strip() for r in stream]
             med = [_ms(r) for r in stream]
             err = [
                 [_ms(r) - _ms(r, "min") for r in stream],
@@ -842,14 +823,11 @@ def write_plots(doc: dict[str, Any], out: Path) -> list[str]:
 
 
 def _stage_of(row: dict[str, Any]) -> tuple[str, str | None]:
-    """(bar, stage) of an end-to-end row: its ``stage`` field, or an impl of the form
-    ``"stage NAME (VARIANT)"``; stage None for a row that is not a stage."""
+    """(bar, stage) of an end-to-end row: the bar is its variant (else its case), the
+    stage its ``stage`` field; stage None for a row that is not a stage."""
     if isinstance(row.get("stage"), str):
-        return f"{row['case']} / {row['impl']}", row["stage"]
-    match = re.match(r"\s*stage\s+(\S+)\s*(?:\((.*)\))?\s*$", row["impl"])
-    if match:
-        return (match.group(2) or row["case"]), match.group(1)
-    return row["impl"], None
+        return row.get("variant") or row["case"], row["stage"]
+    return row["label"].strip(), None
 
 
 # ---------------------------------------------------------------- CLI
@@ -879,7 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the benchmark suite (benchmarks/bench_*.py) and write results.json, "
         "results.md and PNG plots.",
     )
-    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about two minutes)")
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
     )
@@ -891,13 +869,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-json",
         type=Path,
         metavar="RESULTS",
-        help="do not run: re-render RESULTS (a results.json) into --out and --readme",
+        help="do not run: re-render RESULTS (a results.json) into --out and --doc",
     )
     parser.add_argument(
+        "--doc",
         "--readme",
+        dest="doc",
         type=Path,
+        nargs="?",
+        const=DEFAULT_DOC,
         metavar="PATH",
-        help="also put the summary between the reclnet-bench markers of this README",
+        help="also put the summary between the reclnet-bench markers of PATH "
+        f"(default {DEFAULT_DOC}; markers are added when absent)",
     )
     parser.add_argument(
         "--bench-dir", type=Path, default=BENCH_DIR, help=argparse.SUPPRESS
@@ -905,8 +888,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """A saved ``results.json``, its targets judged again by this version.
+
+    Raises
+    ------
+    OSError
+        When it cannot be read.
+    ValueError
+        When it is not JSON or not of :data:`SCHEMA_VERSION` (schema 1 rows had no
+        fields to judge targets on: run the suite again).
+    """
+    doc = json.loads(path.read_text())
+    if not isinstance(doc, dict):
+        raise ValueError("not a results document")
+    schema = doc.get("schema")
+    if schema == 1:
+        raise ValueError(
+            "schema 1: its rows have no fields (precision, variant, n, label) to judge "
+            "targets on and render; run `reclnet bench` again to measure them"
+        )
+    if schema != SCHEMA_VERSION:
+        raise ValueError(f"schema {schema!r}, expected {SCHEMA_VERSION}")
+    problems = [
+        f"{bench.get('name')} row {i}: {'; '.join(issues)}"
+        for bench in doc.get("benchmarks", [])
+        for i, r in enumerate(bench.get("rows", []))
+        if (issues := validate_row(r))
+    ]
+    if problems or not isinstance(doc.get("benchmarks"), list):
+        raise ValueError("invalid rows: " + ("; ".join(problems[:3]) or "no benchmarks list"))
+    doc["targets"] = evaluate_targets(all_rows(doc))  # judged by this version
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``reclnet bench [--quick] [--out DIR] [--only NAME...] [--list] [--readme PATH]
+    """``reclnet bench [--quick] [--out DIR] [--only NAME...] [--list] [--doc [PATH]]
     [--from-json RESULTS]``.
 
     Returns 0 when every benchmark ran or skipped, 1 when one failed, 2 on bad arguments.
@@ -915,10 +932,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.from_json is not None:
         try:
-            doc = json.loads(args.from_json.read_text())
-            if doc.get("schema") != SCHEMA_VERSION:
-                raise ValueError(f"schema {doc.get('schema')!r}, expected {SCHEMA_VERSION}")
-            doc["targets"] = evaluate_targets(all_rows(doc))  # judged by this version
+            doc = read_results(args.from_json)
         except (OSError, ValueError) as exc:
             print(f"reclnet bench: cannot read {args.from_json}: {exc}", file=sys.stderr)
             return 2
@@ -938,11 +952,11 @@ def main(argv: list[str] | None = None) -> int:
         doc = run_suite(paths, quick=args.quick, command=command)
     written = write_results(doc, args.out)
     print(render_summary(doc))
-    if args.readme is not None:
+    if args.doc is not None:
         try:
-            update_readme(args.readme, doc)
+            update_doc(args.doc, doc)
         except (OSError, ValueError) as exc:
-            print(f"reclnet bench: README not updated: {exc}", file=sys.stderr)
+            print(f"reclnet bench: {args.doc} not updated: {exc}", file=sys.stderr)
             return 2
     print(f"wrote {written['json']}, {written['md']} and {len(doc['plots'])} plot(s) in {args.out}")
     return 1 if any(b["status"] == "failed" for b in doc["benchmarks"]) else 0

@@ -1,8 +1,8 @@
 """Command line of the export part: ``reclnet export`` and ``reclnet build-engine``.
 
-``reclnet export CHECKPOINT --out DIR`` writes ``DIR/step.onnx`` and
-``DIR/sequence.onnx`` with their sidecars, plus (on request) the INT8 step,
-the pooled step, the feature networks and a Triton model repository.
+``reclnet export CHECKPOINT --out DIR`` writes ``DIR/step.onnx`` with its
+sidecar, plus (on request) the INT8 step, the feature networks and a Triton
+model repository.
 """
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ def _export_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the input projection as its own MatMul instead of folding it into layer 0",
     )
-    p.add_argument("--no-sequence", action="store_true", help="skip sequence.onnx")
-    p.add_argument(
-        "--pool",
-        type=int,
-        metavar="CAPACITY",
-        default=None,
-        help="also write step_pool.onnx: state pool [CAPACITY, S] + slot indices",
-    )
     p.add_argument(
         "--int8",
         action="store_true",
@@ -50,8 +42,8 @@ def _export_parser() -> argparse.ArgumentParser:
         "--features",
         nargs="*",
         default=None,
-        metavar="STREAM",
-        help="also write features_<STREAM>.onnx for these modalities (default: all the model's)",
+        metavar="MODALITY",
+        help="also write features_<MODALITY>.onnx for these modalities (default: all the model's)",
     )
     p.add_argument(
         "--backbone",
@@ -79,7 +71,7 @@ def _export_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """``reclnet export``; returns the process exit code."""
     args = _export_parser().parse_args(argv)
-    from reclnet.export.onnx_export import export_sequence, export_step, export_step_pool
+    from reclnet.export.onnx_export import export_step
     from reclnet.train.checkpoint import CheckpointError, load_checkpoint
 
     try:
@@ -89,33 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    fold = not args.no_fold_projection
     written = [
         export_step(
             model,
             out / "step.onnx",
             opset=args.opset,
-            fold_projection=fold,
+            fold_projection=not args.no_fold_projection,
             source_checkpoint=args.checkpoint,
         )
     ]
-    if not args.no_sequence:
-        written.append(
-            export_sequence(
-                model, out / "sequence.onnx", opset=args.opset, source_checkpoint=args.checkpoint
-            )
-        )
-    if args.pool is not None:
-        written.append(
-            export_step_pool(
-                model,
-                out / "step_pool.onnx",
-                capacity=args.pool,
-                opset=args.opset,
-                fold_projection=fold,
-                source_checkpoint=args.checkpoint,
-            )
-        )
     if args.int8:
         from reclnet.export.quantize import quantize_step
 

@@ -1,10 +1,10 @@
-"""ONNX export of RecLNet graphs (step, pooled step, sequence), each followed by its sidecar.
+"""ONNX export of the streaming step (``step.onnx``), followed by its sidecar.
 
 Uses the torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``):
 in torch 2.14 the TorchScript exporter (``dynamo=False``) is deprecated and
-warns on every call, while the dynamo exporter produces a clean graph of plain
-MatMul / Add / Sigmoid / Tanh / Mul / Slice / Concat / Softmax nodes for the
-unrolled step (see reclnet.export.graphs for why the step is unrolled).
+warns on every call, while the dynamo exporter turns :meth:`RecLNet.step`
+(wrapped by :class:`reclnet.export.graphs.StepGraph`) into a clean graph of
+plain MatMul / Add / Sigmoid / Tanh / Mul / Slice / Concat / Softmax nodes.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import torch
 
 from reclnet.config import PostprocessConfig
-from reclnet.export.graphs import PoolStepGraph, StepGraph
+from reclnet.export.graphs import StepGraph
 from reclnet.export.sidecar import weights_id, write_sidecar
 from reclnet.train.model import RecLNet
 
-__all__ = ["DEFAULT_OPSET", "export_sequence", "export_step", "export_step_pool", "onnx_export"]
+__all__ = ["DEFAULT_OPSET", "export_step", "onnx_export"]
 
 DEFAULT_OPSET = 18
 
@@ -106,7 +106,7 @@ def export_step(
     postprocess: PostprocessConfig | None = None,
     source_checkpoint: str | os.PathLike | None = None,
 ) -> Path:
-    """Export the streaming step: ``{stream} [N, D], state [N, S] -> probs [N, C+1], state_out``.
+    """Export the streaming step: ``{modality} [N, D], state [N, S] -> probs [N, C+1], state_out``.
 
     Parameters
     ----------
@@ -117,7 +117,8 @@ def export_step(
     opset : int
         ONNX opset.
     fold_projection : bool
-        Fold the input projection into the first recurrent layer (exact up to rounding).
+        Export :func:`~reclnet.export.graphs.fold_input_projection` of the model (exact up
+        to rounding, fewer weights).
     postprocess : PostprocessConfig, optional
         Post-processing defaults recorded in the sidecar.
     source_checkpoint : path-like, optional
@@ -153,97 +154,5 @@ def export_step(
         source_checkpoint=_source_info(source_checkpoint),
         preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
         extra={"variant": {"cell": "unrolled", "fold_projection": fold_projection}},
-    )
-    return path
-
-
-def export_step_pool(
-    model: RecLNet,
-    path: str | os.PathLike,
-    *,
-    capacity: int = 256,
-    opset: int = DEFAULT_OPSET,
-    fold_projection: bool = True,
-    postprocess: PostprocessConfig | None = None,
-    source_checkpoint: str | os.PathLike | None = None,
-) -> Path:
-    """Export the pooled step: ``{stream} [N, D], pool [capacity, S], slots int64 [N]``.
-
-    Outputs ``probs [N, C+1]`` and ``pool_out [capacity, S]`` (rows ``slots``
-    updated). ``capacity`` is fixed at export time so that only N is dynamic.
-
-    Returns
-    -------
-    Path
-        The ONNX file (sidecar ``kind="step_pool"`` beside it).
-    """
-    config = model.config
-    graph = PoolStepGraph(model.eval(), fold_projection=fold_projection)
-    n = 2
-    args = tuple(torch.zeros(n, d) for d in config.modalities.values()) + (
-        torch.zeros(capacity, config.state_size),
-        torch.arange(n, dtype=torch.int64),
-    )
-    names = [*config.modality_names, "pool", "slots"]
-    dynamic = {name: {0: "N"} for name in [*config.modality_names, "slots"]}
-    path = onnx_export(
-        graph,
-        args,
-        path,
-        input_names=names,
-        output_names=["probs", "pool_out"],
-        dynamic=dynamic,
-        opset=opset,
-    )
-    write_sidecar(
-        path,
-        kind="step_pool",
-        config=config,
-        postprocess=postprocess,
-        model_id=weights_id(model.state_dict()),
-        source_checkpoint=_source_info(source_checkpoint),
-        preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
-        extra={
-            "variant": {"cell": "unrolled", "fold_projection": fold_projection},
-            "capacity": capacity,
-        },
-    )
-    return path
-
-
-def export_sequence(
-    model: RecLNet,
-    path: str | os.PathLike,
-    *,
-    opset: int = DEFAULT_OPSET,
-    postprocess: PostprocessConfig | None = None,
-    source_checkpoint: str | os.PathLike | None = None,
-) -> Path:
-    """Export the sequence model: ``{stream} [N, T, D] -> probs [N, T, C+1]`` from zero state.
-
-    Built directly on the ONNX GRU / LSTM operators (reclnet.export.onnx_builder):
-    one fused kernel per layer over the whole track.
-
-    Returns
-    -------
-    Path
-        The ONNX file (sidecar ``kind="sequence"`` beside it).
-    """
-    import onnx
-
-    from reclnet.export.onnx_builder import build_sequence_model
-
-    config = model.config
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(build_sequence_model(model.eval(), opset=opset), str(path))
-    write_sidecar(
-        path,
-        kind="sequence",
-        config=config,
-        postprocess=postprocess,
-        model_id=weights_id(model.state_dict()),
-        source_checkpoint=_source_info(source_checkpoint),
-        preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
     )
     return path

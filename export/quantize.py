@@ -6,7 +6,7 @@ Three variants (``variant=``):
 - ``"reduce_range"``: the same with 7-bit weights (``reduce_range=True``), which
   avoids the saturation of the u8 x s8 -> s16 pair sums of AVX2 kernels
   without VNNI;
-- ``"input_projections"``: only each stream's first MatMul (the input
+- ``"input_projections"``: only each modality's first MatMul (the input
   projection folded into layer 0, about 85% of the paper model's weight bytes)
   is quantized; the recurrent and classifier matrices stay float32 so that
   quantization error does not feed back through the recurrent state.
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from reclnet.export.sidecar import write_sidecar
+from reclnet.export.sidecar import write_derived_sidecar
 from reclnet.runtime.artifacts import load_artifact
 
 __all__ = ["VARIANTS", "input_projection_nodes", "quantization_error", "quantize_step"]
@@ -33,11 +33,11 @@ VARIANTS = ("signed", "reduce_range", "input_projections")
 
 
 def input_projection_nodes(model_path: str | os.PathLike) -> list[str]:
-    """Names of the MatMul nodes that read a stream input directly (one per stream)."""
+    """Names of the MatMul nodes that read a modality input directly (one per modality)."""
     import onnx
 
     model = onnx.load(str(model_path))
-    modalities = {i.name for i in model.graph.input if i.name not in ("state", "pool", "slots")}
+    modalities = {i.name for i in model.graph.input if i.name != "state"}
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[0] in modalities]
 
 
@@ -66,7 +66,7 @@ def quantize_step(
         raise ValueError(f"unknown INT8 variant {variant!r}; choose one of {VARIANTS}")
     src, dst = Path(src), Path(dst)
     source = load_artifact(src)
-    if source.kind not in ("step", "step_pool"):
+    if source.kind != "step":
         raise ValueError(f"{src}: INT8 export takes a step model, got a {source.kind!r} artifact")
     nodes = input_projection_nodes(src) if variant == "input_projections" else None
     if nodes is not None and not nodes:
@@ -89,17 +89,10 @@ def quantize_step(
         quantize_dynamic(**options)
     finally:
         root.setLevel(level)
-    meta = source.metadata
-    write_sidecar(
+    write_derived_sidecar(
         dst,
-        kind=source.kind,
-        config=source.config,
-        postprocess=source.postprocess,
-        model_id=source.model_id,
-        source_checkpoint=meta.get("source_checkpoint"),
-        preprocessing=meta.get("preprocessing"),
-        extra={
-            "variant": meta.get("variant"),
+        source,
+        {
             "quantization": {
                 "method": "onnxruntime.quantization.quantize_dynamic",
                 "variant": variant,
@@ -127,7 +120,7 @@ def quantization_error(
     float_model, int8_model : path-like
         Step models with the same I/O.
     tracks : list of dict
-        Per track, ``{stream: float32 [T, D]}`` features; each track runs from a
+        Per track, ``{modality: float32 [T, D]}`` features; each track runs from a
         zero state, frame by frame, all tracks batched together while alive.
 
     Returns

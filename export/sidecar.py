@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from reclnet.config import PostprocessConfig, RecLNetConfig
-from reclnet.runtime.artifacts import FORMAT, TensorSpec, file_sha256, sidecar_path
+from reclnet.runtime.artifacts import (
+    FORMAT,
+    SIDECAR_KEYS,
+    Artifact,
+    TensorSpec,
+    file_sha256,
+    sidecar_path,
+)
 
-__all__ = ["onnx_io", "tool_versions", "weights_id", "write_sidecar"]
+__all__ = ["onnx_io", "tool_versions", "weights_id", "write_derived_sidecar", "write_sidecar"]
 
 _ONNX_DTYPES = {
     1: "float32",
@@ -111,7 +118,7 @@ def write_sidecar(
         The finished model file; its sha256 is computed here, so write the
         sidecar last.
     kind : str
-        ``"step"``, ``"step_pool"``, ``"sequence"`` or ``"features"``.
+        ``"step"`` (also the INT8 and Triton copies) or ``"features"``.
     config : RecLNetConfig or None
         The model configuration (None for feature networks).
     inputs, outputs, opset : optional
@@ -127,7 +134,19 @@ def write_sidecar(
     -------
     Path
         The sidecar path.
+
+    Raises
+    ------
+    ValueError
+        A key of ``extra`` that :data:`reclnet.runtime.artifacts.SIDECAR_KEYS` does not
+        know (the reader would refuse the sidecar), or a NaN / infinite value.
     """
+    unknown = sorted(set(extra or {}) - set(SIDECAR_KEYS))
+    if unknown:
+        raise ValueError(
+            f"sidecar keys {unknown} are unknown to reclnet.runtime.artifacts.SIDECAR_KEYS "
+            "(declare them there first: the reader refuses unknown keys)"
+        )
     artifact = Path(artifact)
     if artifact_format == "onnx" and (inputs is None or outputs is None or opset is None):
         g_in, g_out, g_opset = onnx_io(artifact)
@@ -154,5 +173,42 @@ def write_sidecar(
     }
     data.update(extra or {})
     side = sidecar_path(artifact)
-    side.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    # allow_nan=False: NaN and Infinity are not JSON and the reader refuses them.
+    side.write_text(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
     return side
+
+
+def write_derived_sidecar(
+    artifact: str | os.PathLike, source: Artifact, extra: dict[str, Any]
+) -> Path:
+    """The sidecar of a model made from an exported one (its INT8 copy, its Triton copy).
+
+    Kind, configuration, post-processing, model id, source checkpoint,
+    preprocessing and export variant are the source's; the graph I/O and
+    sha256 are read from ``artifact`` itself.
+
+    Parameters
+    ----------
+    artifact : path-like
+        The derived model file (finished).
+    source : Artifact
+        The loaded artifact it was made from.
+    extra : dict
+        What the derivation adds (e.g. ``{"quantization": {...}}``).
+
+    Returns
+    -------
+    Path
+        The sidecar path.
+    """
+    meta = source.metadata
+    return write_sidecar(
+        artifact,
+        kind=source.kind,
+        config=source.config,
+        postprocess=source.postprocess,
+        model_id=source.model_id,
+        source_checkpoint=meta.get("source_checkpoint"),
+        preprocessing=meta.get("preprocessing"),
+        extra={"variant": meta.get("variant"), **extra},
+    )

@@ -129,7 +129,7 @@ def build_engine(
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     onnx_path = Path(onnx_path)
     artifact = load_artifact(onnx_path)
-    if artifact.kind not in ("step", "step_pool"):
+    if artifact.kind != "step":
         raise ValueError(f"{onnx_path}: engines are built for step models, not {artifact.kind!r}")
     shapes = profile_shapes(artifact, min_tracks, opt_tracks, max_tracks)
     if precision == "int8" and not _has_qdq(onnx_path):

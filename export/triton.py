@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reclnet.export.sidecar import write_sidecar
+from reclnet.export.sidecar import write_derived_sidecar
 from reclnet.runtime.artifacts import load_artifact
 
 __all__ = ["MODEL_NAME", "triton_config", "triton_step_model", "write_triton_repository"]
@@ -183,17 +183,10 @@ def write_triton_repository(
     source = load_artifact(step_onnx, kind="step")
     folder = Path(repo) / name
     model = triton_step_model(step_onnx, folder / "1" / "model.onnx")
-    meta = source.metadata
-    write_sidecar(
+    write_derived_sidecar(
         model,
-        kind="step",
-        config=source.config,
-        postprocess=source.postprocess,
-        model_id=source.model_id,
-        source_checkpoint=meta.get("source_checkpoint"),
-        preprocessing=meta.get("preprocessing"),
-        extra={
-            "variant": meta.get("variant"),
+        source,
+        {
             "triton": {
                 "model_name": name,
                 "controls": ["START", "END"],

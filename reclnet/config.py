@@ -179,26 +179,59 @@ class RecLNetConfig:
         return cls.from_dict(json.loads(text))
 
 
+def _check_int(
+    owner: str, name: str, value: Any, minimum: int, maximum: int | None = None, why: str = ""
+) -> int:
+    """``value`` as an int in ``[minimum, maximum]``; a clear ValueError/TypeError otherwise."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{owner}.{name} must be an integer, got {value!r}")
+    out = int(value.__index__())
+    if out < minimum or (maximum is not None and out > maximum):
+        upper = "" if maximum is None else f" and <= {maximum}{why}"
+        raise ValueError(f"{owner}.{name} must be >= {minimum}{upper}, got {out}")
+    return out
+
+
+def _check_unit(owner: str, name: str, value: Any) -> float:
+    """``value`` as a finite float in ``[0, 1]``; a clear ValueError/TypeError otherwise."""
+    if isinstance(value, bool) or not hasattr(value, "__float__"):
+        raise TypeError(f"{owner}.{name} must be a real number, got {value!r}")
+    out = float(value)
+    if not math.isfinite(out) or not 0.0 <= out <= 1.0:
+        raise ValueError(f"{owner}.{name} must be a finite number in [0, 1], got {value!r}")
+    return out
+
+
 @dataclass(frozen=True)
 class PostprocessConfig:
     """Defaults of the temporal localization (paper section 3.4, "Detection").
 
+    The one place these defaults are written: every command-line option, function
+    default and runtime reads them from here (the C core in ``csrc/`` has its own
+    copy in ``rpp_config_init``, for C callers). The values are checked on
+    construction (and by :func:`dataclasses.replace`).
+
     Attributes
     ----------
     window : int
-        Median filter window, in samples of the track.
+        Median filter window, in samples of the track (>= 1).
     lookahead : int
-        Samples the online median waits for after the one it smooths:
-        0 is the causal, zero-delay filter; ``(window - 1) // 2`` reproduces the
-        offline centred filter exactly.
+        Samples the online median waits for after the one it smooths, in
+        ``0 .. (window - 1) // 2``: 0 is the causal, zero-delay filter;
+        ``(window - 1) // 2`` reproduces the offline centred filter exactly.
     threshold : float
-        Smoothed score at or above which a frame belongs to a segment.
+        Smoothed score at or above which a frame belongs to a segment (in [0, 1]).
     top_k : int
-        A segment's score is the mean of its top-k raw scores.
+        A segment's score is the mean of its top-k raw scores (>= 1).
     nms_iou : float
-        Spatio-temporal IoU above which the lower-scored segment is suppressed.
+        Spatio-temporal IoU above which the lower-scored segment is suppressed (in [0, 1]).
     min_length : int
-        Segments shorter than this many samples are dropped.
+        Segments shorter than this many samples are dropped (>= 1).
+
+    Raises
+    ------
+    TypeError, ValueError
+        A field of the wrong type or out of its range (the message names it).
     """
 
     window: int = 25
@@ -208,9 +241,33 @@ class PostprocessConfig:
     nms_iou: float = 0.2
     min_length: int = 1
 
+    def __post_init__(self) -> None:
+        owner = "PostprocessConfig"
+        window = _check_int(owner, "window", self.window, 1)
+        values = {
+            "window": window,
+            "lookahead": _check_int(
+                owner, "lookahead", self.lookahead, 0, (window - 1) // 2, " = (window - 1) // 2"
+            ),
+            "threshold": _check_unit(owner, "threshold", self.threshold),
+            "top_k": _check_int(owner, "top_k", self.top_k, 1),
+            "nms_iou": _check_unit(owner, "nms_iou", self.nms_iou),
+            "min_length": _check_int(owner, "min_length", self.min_length, 1),
+        }
+        # Plain Python numbers (numpy scalars would not survive JSON).
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (what sidecars and snapshots store)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PostprocessConfig:
+        """Read back :meth:`to_dict` output; unknown keys are an error, missing ones default."""
+        if not isinstance(data, dict):
+            raise TypeError(f"PostprocessConfig: expected a dict, got {type(data).__name__}")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"PostprocessConfig: unknown keys {sorted(unknown)}")
         return cls(**data)

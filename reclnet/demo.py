@@ -7,7 +7,8 @@
    :class:`reclnet.runtime.OnlineScorer` on ONNX Runtime, printing events as
    they happen, how they match the ground truth, a per-frame latency table, and
    writing a timeline plot (like the paper's Figure 3);
-5. when ``../shared/data/video/vtest.avi`` (or ``--video PATH``) exists, run
+5. when ``video/vtest.avi`` of the data folder (``--data``, ``RECLNET_DATA``, or
+   ``../shared/data`` in a source checkout) or ``--video PATH`` exists, run
    ``reclnet stream`` on it: HOG people detector + tracker, flow, features,
    the same model, and write the overlay video.
 
@@ -26,9 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from reclnet.paths import vtest_video
-
-DEFAULT_VIDEO = vtest_video()
+from reclnet.paths import ENV_VAR, vtest_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--video",
         type=Path,
         default=None,
-        help=f"a real video for the camera path (default: {DEFAULT_VIDEO} when present)",
+        help="a real video for the camera path (default: video/vtest.avi in the data folder "
+        f"of --data, ${ENV_VAR} or ../shared/data in a source checkout, when present)",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help=f"data folder holding video/vtest.avi (default: ${ENV_VAR}, or ../shared/data "
+        "in a source checkout)",
     )
     p.add_argument("--no-video", action="store_true", help="skip the real-video part")
     p.add_argument("--video-frames", type=int, default=100, help="frames of the real video")
@@ -288,11 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     model_dir = out / "model"
-    video = args.video if args.video is not None else DEFAULT_VIDEO
-    use_video = not args.no_video and video.is_file()
+    # An installed package without --data / RECLNET_DATA has no default video: skip that part.
+    video = args.video if args.video is not None else vtest_video(args.data)
+    use_video = not args.no_video and video is not None and video.is_file()
     _say(f"[3/5] export to ONNX -> {model_dir}")
     t0 = time.perf_counter()
-    export_args = [str(result.checkpoint), "--out", str(model_dir), "--no-sequence"]
+    export_args = [str(result.checkpoint), "--out", str(model_dir)]
     if use_video:
         export_args += ["--features"]
     status = export_main(export_args)
@@ -335,7 +343,12 @@ def main(argv: list[str] | None = None) -> int:
             return status
         _say(f"      overlay video: {out / 'vtest_overlay.mp4'}")
     else:
-        why = "--no-video" if args.no_video else f"{video} not found (README: Demo)"
+        if args.no_video:
+            why = "--no-video"
+        elif video is None:
+            why = f"no data folder (pass --video PATH or --data DIR, or set {ENV_VAR})"
+        else:
+            why = f"{video} not found (README: Demo)"
         _say(f"[5/5] real-video part skipped: {why}")
     _say(
         f"demo done in {time.perf_counter() - t_start:.0f} s: {figures['events']} events, "

@@ -1,7 +1,7 @@
 """Reading exported artifacts: the JSON sidecar beside every model file, verified by sha256.
 
 An exported model directory holds ``step.onnx`` + ``step.json``, optionally
-``step.int8.onnx``, ``sequence.onnx``, ``features_rgb.onnx``, ``features_flow.onnx``,
+``step.int8.onnx``, ``features_rgb.onnx``, ``features_flow.onnx``,
 TensorRT ``*.engine`` files, each with a sidecar ``<name>.json`` (the file name
 with its last suffix replaced by ``.json``). The sidecar is written by
 :mod:`reclnet.export.sidecar`; this module is the only reader. It needs only
@@ -9,14 +9,18 @@ numpy and the standard library so that every runtime can use it.
 
 A loader refuses an artifact whose bytes do not hash to the sidecar's sha256
 (corrupt or replaced file), a sidecar that describes another file (copied from
-another model) and a sidecar of an unknown format.
+another model) and a sidecar of an unknown format. The sidecar is untrusted
+input and is validated whole at load (size, nesting, keys, exact types, ranges,
+the step graph's inputs / outputs against the model configuration), so that a
+bad file fails there with a message naming the file and the field, never at
+the first frame with a MemoryError or a backend's shape error.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,21 +28,28 @@ from typing import Any
 import numpy as np
 
 from reclnet.config import PostprocessConfig, RecLNetConfig
+from reclnet.jsonsafe import JSONLimitError, loads_bounded
 
 __all__ = [
+    "ARTIFACT_FORMATS",
+    "DTYPES",
     "FORMAT",
     "KINDS",
+    "MAX_MODEL_SIZE",
+    "SIDECAR_KEYS",
     "Artifact",
     "ArtifactError",
-    "check_same_model",
     "TensorSpec",
+    "check_same_model",
     "file_sha256",
     "load_artifact",
+    "model_config_from_dict",
     "sidecar_path",
+    "step_graph_problem",
 ]
 
 FORMAT = "reclnet-artifact/1"
-KINDS = ("step", "step_pool", "sequence", "features")
+KINDS = ("step", "features")
 _HASH_CHUNK = 1 << 20
 
 
@@ -64,9 +75,8 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
-        shape = tuple(d if isinstance(d, str) else int(d) for d in data["shape"])
-        np.dtype(data["dtype"])  # raises TypeError on an unknown dtype name
-        return cls(str(data["name"]), shape, str(data["dtype"]))
+        """Read back :meth:`to_dict` output; TypeError / ValueError naming a bad field."""
+        return _tensor_spec(data, "tensor")
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ class Artifact:
     sidecar : Path
         Its JSON sidecar.
     kind : str
-        ``"step"``, ``"step_pool"``, ``"sequence"`` or ``"features"``.
+        ``"step"`` or ``"features"``.
     format : str
         ``"onnx"`` or ``"tensorrt"``.
     config : RecLNetConfig or None
@@ -149,10 +159,316 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _require(data: dict[str, Any], key: str, where: Path) -> Any:
-    if key not in data:
-        raise ArtifactError(f"{where}: sidecar lacks the required key {key!r}")
-    return data[key]
+# ------------------------------------------------------------------ validation
+#: Largest sidecar accepted (a real one is about 2 KiB).
+MAX_SIDECAR_BYTES = 1 << 20
+#: Deepest nesting of arrays / objects accepted in a sidecar (a real one nests 5 deep).
+MAX_SIDECAR_DEPTH = 16
+#: Largest size (features, projection, memory, layers, classes, state) a sidecar or
+#: checkpoint may declare: beyond it the weights alone (M * M per layer) would need
+#: terabytes, so the number is a forgery or a broken file, not a model.
+MAX_MODEL_SIZE = 1 << 20
+#: Most modalities a model may declare.
+MAX_MODALITIES = 64
+#: Largest post-processing sample count (window, top_k, min_length) a sidecar may carry:
+#: 65,536 samples are 44 minutes at 25 fps, far above any median window; larger
+#: values would only make the scorer allocate per-track buffers that do not fit.
+MAX_POSTPROCESS_SAMPLES = 1 << 16
+#: Largest batch (``tensorrt.max_tracks``) an engine sidecar may declare.
+MAX_TRACKS = 1 << 20
+#: Tensor dtypes an artifact may declare (those of the exporters' graphs).
+DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
+_MAX_RANK = 8
+_MAX_NAME = 256
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MODALITY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TRITON_CONTROLS = ("START", "END")
+
+#: Every top-level sidecar key and the JSON types its value may have (``None`` = null).
+#: The writer (:mod:`reclnet.export.sidecar`) refuses any other key, so the two agree.
+SIDECAR_KEYS: dict[str, tuple[type | None, ...]] = {
+    "format": (str,),
+    "artifact": (str,),
+    "artifact_format": (str,),
+    "kind": (str,),
+    "sha256": (str,),
+    "size_bytes": (int,),
+    "model_id": (str,),
+    "model_config": (dict, None),
+    "postprocess": (dict,),
+    "inputs": (list,),
+    "outputs": (list,),
+    "opset": (int, None),
+    "preprocessing": (dict,),
+    "source_checkpoint": (dict, None),
+    "tool_versions": (dict,),
+    "created_utc": (str,),
+    # What an export variant or a derivation adds (INT8, Triton, TensorRT, feature nets);
+    # a derived sidecar copies these from its source, where they may be absent (null).
+    "variant": (dict, None),
+    "quantization": (dict,),
+    "triton": (dict,),
+    "tensorrt": (dict,),
+    "precision": (str, None),
+    "backbone": (str, None),
+    "box_head": (str, None),
+    "weights": (str, None),
+    "weights_file": (dict, None),
+    "head": (str, None),
+    "out_dim": (int, None),
+    "seed": (int, None),
+    "class_names": (list,),
+}
+_REQUIRED = ("format", "artifact", "kind", "sha256", "inputs", "outputs")
+ARTIFACT_FORMATS = ("onnx", "tensorrt")
+
+
+def _type_names(types: tuple[type | None, ...]) -> str:
+    names = {str: "a string", int: "an integer", dict: "an object", list: "an array", None: "null"}
+    return " or ".join(names.get(t, str(t)) for t in types)
+
+
+def _check_type(field_name: str, value: Any, types: tuple[type | None, ...]) -> None:
+    """TypeError unless ``value`` has one of the JSON ``types`` (bool is not an integer)."""
+    for t in types:
+        if t is None and value is None:
+            return
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if t not in (None, int) and isinstance(value, t):
+            return
+    raise TypeError(f"{field_name} must be {_type_names(types)}, got {value!r:.60}")
+
+
+def _check_int(field_name: str, value: Any, lo: int, hi: int) -> int:
+    """``value`` as an int in ``[lo, hi]`` (a JSON integer: not a bool, a float or a string)."""
+    _check_type(field_name, value, (int,))
+    if not lo <= value <= hi:
+        raise ValueError(f"{field_name} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def model_config_from_dict(data: Any, where: str = "model_config") -> RecLNetConfig:
+    """A :class:`RecLNetConfig` from untrusted JSON-like data, with exact types and bounds.
+
+    :meth:`RecLNetConfig.from_dict` converts with ``int()``, so ``"5"``, ``5.7`` and
+    ``true`` would pass as sizes; here every key must be present, integers must be
+    JSON integers in ``1 .. MAX_MODEL_SIZE`` and modality names short plain names
+    (not ``"state"``, the name of the state input).
+
+    Parameters
+    ----------
+    data : Any
+        The ``model_config`` object of a sidecar or checkpoint.
+    where : str
+        Field name used in messages.
+
+    Returns
+    -------
+    RecLNetConfig
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the field and the problem.
+    """
+    _check_type(where, data, (dict,))
+    fields = list(RecLNetConfig.__dataclass_fields__)
+    unknown = sorted(str(k) for k in data if k not in fields)
+    missing = [f for f in fields if f not in data]
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}")
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing}")
+    for name in ("num_actions", "projection_size", "memory_size", "num_layers"):
+        _check_int(f"{where}.{name}", data[name], 1, MAX_MODEL_SIZE)
+    modalities = data["modalities"]
+    _check_type(f"{where}.modalities", modalities, (dict,))
+    if not 1 <= len(modalities) <= MAX_MODALITIES:
+        raise ValueError(
+            f"{where}.modalities must name 1 to {MAX_MODALITIES} modalities, got {len(modalities)}"
+        )
+    for name, size in modalities.items():
+        if not isinstance(name, str) or not _MODALITY_NAME.fullmatch(name) or name == "state":
+            raise ValueError(
+                f"{where}.modalities: bad modality name {name!r:.60} (1 to 64 of A-Z a-z 0-9 _ . -, "
+                "not 'state')"
+            )
+        _check_int(f"{where}.modalities[{name!r}]", size, 1, MAX_MODEL_SIZE)
+    for name in ("cell", "fusion"):
+        _check_type(f"{where}.{name}", data[name], (str,))
+    config = RecLNetConfig(**data)
+    if config.state_size > MAX_MODEL_SIZE:
+        raise ValueError(
+            f"{where}: state size {config.state_size} (modalities x layers x memory) "
+            f"exceeds {MAX_MODEL_SIZE}"
+        )
+    return config
+
+
+def _postprocess_from_dict(data: Any, where: str = "postprocess") -> PostprocessConfig:
+    _check_type(where, data, (dict,))
+    try:
+        post = PostprocessConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    for name in ("window", "top_k", "min_length"):
+        value = getattr(post, name)
+        if value > MAX_POSTPROCESS_SAMPLES:
+            raise ValueError(
+                f"{where}.{name} must be <= {MAX_POSTPROCESS_SAMPLES} samples, got {value}"
+            )
+    return post
+
+
+def _tensor_spec(data: Any, where: str) -> TensorSpec:
+    _check_type(where, data, (dict,))
+    keys = set(data)
+    if keys != {"name", "shape", "dtype"}:
+        raise ValueError(
+            f"{where} must have exactly the keys name, shape, dtype "
+            f"(unknown {sorted(keys - {'name', 'shape', 'dtype'})}, "
+            f"missing {sorted({'name', 'shape', 'dtype'} - keys)})"
+        )
+    name = data["name"]
+    _check_type(f"{where}.name", name, (str,))
+    if not 1 <= len(name) <= _MAX_NAME:
+        raise ValueError(f"{where}.name must be 1 to {_MAX_NAME} characters, got {name!r:.60}")
+    shape = data["shape"]
+    _check_type(f"{where}.shape", shape, (list,))
+    if len(shape) > _MAX_RANK:
+        raise ValueError(f"{where}.shape has rank {len(shape)} (at most {_MAX_RANK})")
+    dims: list[int | str] = []
+    for i, dim in enumerate(shape):
+        _check_type(f"{where}.shape[{i}]", dim, (int, str))
+        if isinstance(dim, str) and not 1 <= len(dim) <= 64:
+            raise ValueError(
+                f"{where}.shape[{i}]: a dynamic axis needs a name of 1 to 64 characters"
+            )
+        if isinstance(dim, int) and not 0 <= dim < 1 << 31:
+            raise ValueError(f"{where}.shape[{i}] must be in [0, 2**31), got {dim}")
+        dims.append(dim)
+    dtype = data["dtype"]
+    if dtype not in DTYPES:
+        raise ValueError(f"{where}.dtype must be one of {DTYPES}, got {dtype!r:.60}")
+    return TensorSpec(name, tuple(dims), dtype)
+
+
+def _tensor_specs(data: Any, where: str) -> tuple[TensorSpec, ...]:
+    _check_type(where, data, (list,))
+    if len(data) > 64:
+        raise ValueError(f"{where} lists {len(data)} tensors (at most 64)")
+    specs = tuple(_tensor_spec(t, f"{where}[{i}]") for i, t in enumerate(data))
+    names = [t.name for t in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{where}: duplicate name(s) {dupes}")
+    return specs
+
+
+def _check_matrix(spec: TensorSpec, width: int, what: str) -> str | None:
+    """Problem of a ``float32 [N, width]`` graph tensor, None when it is one."""
+    if spec.dtype != "float32":
+        return f"{spec.name!r} is {spec.dtype}, {what} is float32"
+    if len(spec.shape) != 2 or spec.shape[1] != width:
+        return f"{spec.name!r} has shape {list(spec.shape)}, {what} is [N, {width}]"
+    if isinstance(spec.shape[0], int) and spec.shape[0] < 1:
+        return f"{spec.name!r} has shape {list(spec.shape)}: no rows"
+    return None
+
+
+def step_graph_problem(
+    config: RecLNetConfig,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    *,
+    controls: tuple[str, ...] = (),
+) -> str | None:
+    """How a step graph's inputs / outputs disagree with its model configuration.
+
+    A step graph takes ``float32 [N, D]`` per modality (D = ``config.modalities[m]``)
+    and ``state`` ``float32 [N, S]`` (S = ``config.state_size``), plus ``controls``
+    (Triton's START / END), and returns ``probs`` ``float32 [N, C+1]`` and, when
+    listed, ``state_out`` ``float32 [N, S]``.
+
+    Parameters
+    ----------
+    config : RecLNetConfig
+    inputs, outputs : tuple of TensorSpec
+        As the sidecar (or the opened session) declares them.
+    controls : tuple of str
+        Extra inputs the graph must also have.
+
+    Returns
+    -------
+    str or None
+        The first disagreement, None when there is none.
+    """
+    need = [*config.modality_names, "state", *controls]
+    names = [t.name for t in inputs]
+    if sorted(names) != sorted(need):
+        return f"inputs {names}, the model_config needs {need}"
+    by_name = {t.name: t for t in inputs}
+    for name, size in config.modalities.items():
+        problem = _check_matrix(by_name[name], size, f"model_config.modalities[{name!r}]")
+        if problem:
+            return f"input {problem}"
+    problem = _check_matrix(by_name["state"], config.state_size, "the state of model_config")
+    if problem:
+        return f"input {problem}"
+    out = {t.name: t for t in outputs}
+    if "probs" not in out or set(out) - {"probs", "state_out"}:
+        return f"outputs {list(out)}, a step model has probs (and state_out)"
+    problem = _check_matrix(out["probs"], config.num_classes, "num_actions + 1 of model_config")
+    if problem is None and "state_out" in out:
+        problem = _check_matrix(out["state_out"], config.state_size, "the state of model_config")
+    return None if problem is None else f"output {problem}"
+
+
+def _check_artifact_name(named: Any, side: Path) -> str:
+    if not isinstance(named, str):
+        raise ArtifactError(
+            f"{side}: sidecar does not name its artifact file (artifact: {named!r:.60})"
+        )
+    if not named or named in (".", "..") or any(c in named for c in "/\\\0") or len(named) > 255:
+        raise ArtifactError(
+            f"{side}: artifact {named!r:.80} is not a plain file name beside the sidecar"
+        )
+    return named
+
+
+def _read_sidecar(side: Path) -> dict[str, Any]:
+    """The sidecar's JSON object, size and nesting bounded."""
+    try:
+        size = side.stat().st_size
+        if size > MAX_SIDECAR_BYTES:
+            raise ArtifactError(
+                f"{side}: sidecar has {size} bytes (at most {MAX_SIDECAR_BYTES}): not a sidecar"
+            )
+        raw = side.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{side}: cannot read sidecar: {exc.strerror or exc}") from exc
+    try:
+        data = loads_bounded(raw, max_depth=MAX_SIDECAR_DEPTH, max_bytes=MAX_SIDECAR_BYTES)
+    except JSONLimitError as exc:
+        raise ArtifactError(f"{side}: sidecar is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{side}: sidecar must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _check_top_level(data: dict[str, Any], side: Path) -> None:
+    for key in _REQUIRED:
+        if key not in data:
+            raise ArtifactError(f"{side}: sidecar lacks the required key {key!r}")
+    unknown = sorted(k for k in data if k not in SIDECAR_KEYS)
+    if unknown:
+        raise ArtifactError(f"{side}: invalid sidecar contents: unknown key(s) {unknown}")
+    for key, value in data.items():
+        try:
+            _check_type(key, value, SIDECAR_KEYS[key])
+        except TypeError as exc:
+            raise ArtifactError(f"{side}: invalid sidecar contents: {exc}") from None
 
 
 def load_artifact(
@@ -160,12 +476,18 @@ def load_artifact(
 ) -> Artifact:
     """Load and verify the sidecar of an exported model file.
 
+    Everything is checked here, at load, so that a bad file fails with one message
+    naming it instead of later, at the first frame: the JSON's size and nesting,
+    every key and its type, the model configuration (exact types, sizes within
+    :data:`MAX_MODEL_SIZE`), the post-processing defaults (their ranges), the graph
+    inputs / outputs of a step model against its configuration, the file's sha256.
+
     Parameters
     ----------
     path : path-like
         The model file (``step.onnx``, ``step.engine``, ...) or its ``.json`` sidecar.
     kind : str, optional
-        Expected kind (``"step"``, ``"sequence"``, ``"features"``, ...); another kind
+        Expected kind (``"step"`` or ``"features"``); another kind
         is an error.
     verify : bool
         Check the file's sha256 against the sidecar (default; keep it on).
@@ -177,47 +499,53 @@ def load_artifact(
     Raises
     ------
     ArtifactError
-        Missing file or sidecar, unreadable sidecar, a sidecar describing
-        another file, a hash mismatch (corrupt or replaced model), an
-        unexpected kind or an invalid model configuration. The message names
-        the file and the problem.
+        Missing file or sidecar, unreadable, oversized or too deeply nested sidecar,
+        unknown keys or values of the wrong type or range, a sidecar describing
+        another file, a hash mismatch (corrupt or replaced model), an unexpected
+        kind, an invalid model configuration or a graph that does not match it.
+        The message names the file and the problem.
     """
     path = Path(path)
+    data: dict[str, Any] | None = None
     if path.suffix == ".json":
         side = path
-        try:
-            target = json.loads(side.read_text()).get("artifact")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise ArtifactError(f"{side}: cannot read sidecar: {exc}") from exc
-        if not isinstance(target, str):
-            raise ArtifactError(f"{side}: sidecar does not name its artifact file")
-        path = side.parent / target
+        if not side.is_file():
+            raise ArtifactError(f"{side}: sidecar not found")
+        data = _read_sidecar(side)
+        path = side.parent / _check_artifact_name(data.get("artifact"), side)
     else:
         side = sidecar_path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: model file not found")
     if not side.is_file():
         raise ArtifactError(f"{path}: sidecar {side.name} not found beside it")
-    try:
-        data = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ArtifactError(f"{side}: sidecar is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{side}: sidecar must be a JSON object")
+    if data is None:
+        data = _read_sidecar(side)
     fmt = data.get("format")
     if fmt != FORMAT:
-        raise ArtifactError(f"{side}: unknown sidecar format {fmt!r} (expected {FORMAT!r})")
-    named = _require(data, "artifact", side)
+        raise ArtifactError(f"{side}: unknown sidecar format {fmt!r:.60} (expected {FORMAT!r})")
+    _check_top_level(data, side)
+    named = _check_artifact_name(data["artifact"], side)
     if named != path.name:
         raise ArtifactError(
             f"{side}: sidecar describes {named!r}, not {path.name!r} (a sidecar from another model?)"
         )
-    art_kind = _require(data, "kind", side)
+    art_kind = data["kind"]
     if art_kind not in KINDS:
-        raise ArtifactError(f"{side}: unknown artifact kind {art_kind!r}; known: {KINDS}")
+        raise ArtifactError(f"{side}: unknown artifact kind {art_kind!r:.60}; known: {KINDS}")
     if kind is not None and art_kind != kind:
         raise ArtifactError(f"{path}: is a {art_kind!r} artifact, expected {kind!r}")
-    expected = str(_require(data, "sha256", side))
+    art_format = data.get("artifact_format", "onnx")
+    if art_format not in ARTIFACT_FORMATS:
+        raise ArtifactError(
+            f"{side}: unknown artifact_format {art_format!r:.60}; known: {ARTIFACT_FORMATS}"
+        )
+    expected = data["sha256"]
+    if not _SHA256.fullmatch(expected):
+        raise ArtifactError(
+            f"{side}: invalid sidecar contents: sha256 must be 64 lowercase hex digits, "
+            f"got {expected!r:.80}"
+        )
     if verify:
         actual = file_sha256(path)
         if actual != expected:
@@ -225,26 +553,44 @@ def load_artifact(
                 f"{path}: sha256 mismatch: file hashes to {actual[:16]}..., sidecar {side.name} "
                 f"says {expected[:16]}... (corrupt or replaced model file, or a foreign sidecar)"
             )
+        size = path.stat().st_size
+        if "size_bytes" in data and data["size_bytes"] != size:
+            raise ArtifactError(
+                f"{side}: invalid sidecar contents: size_bytes {data['size_bytes']}, but "
+                f"{path.name} has {size} bytes"
+            )
     try:
         config = (
-            RecLNetConfig.from_dict(data["model_config"])
+            model_config_from_dict(data["model_config"])
             if data.get("model_config") is not None
             else None
         )
-        postprocess = PostprocessConfig.from_dict(data.get("postprocess") or {})
-        inputs = tuple(TensorSpec.from_dict(t) for t in _require(data, "inputs", side))
-        outputs = tuple(TensorSpec.from_dict(t) for t in _require(data, "outputs", side))
-    except ArtifactError:
-        raise
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"{side}: invalid sidecar contents: {exc}") from exc
-    if art_kind != "features" and config is None:
-        raise ArtifactError(f"{side}: a {art_kind!r} artifact needs a model_config")
+        postprocess = _postprocess_from_dict(data.get("postprocess", {}))
+        inputs = _tensor_specs(data["inputs"], "inputs")
+        outputs = _tensor_specs(data["outputs"], "outputs")
+        if art_format == "tensorrt":
+            trt = data.get("tensorrt")
+            if trt is None:
+                raise ValueError("a tensorrt artifact needs the tensorrt object")
+            _check_int("tensorrt.max_tracks", trt.get("max_tracks"), 1, MAX_TRACKS)
+        for key in ("size_bytes", "opset", "out_dim", "seed"):
+            if isinstance(data.get(key), int) and data[key] < 0:
+                raise ValueError(f"{key} must be >= 0, got {data[key]}")
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{side}: invalid sidecar contents: {exc}") from None
+    if art_kind == "step":
+        if config is None:
+            raise ArtifactError(f"{side}: a {art_kind!r} artifact needs a model_config")
+        problem = step_graph_problem(
+            config, inputs, outputs, controls=_TRITON_CONTROLS if "triton" in data else ()
+        )
+        if problem:
+            raise ArtifactError(f"{side}: graph does not match model_config: {problem}")
     return Artifact(
         path=path,
         sidecar=side,
         kind=art_kind,
-        format=str(data.get("artifact_format", "onnx")),
+        format=art_format,
         config=config,
         postprocess=postprocess,
         inputs=inputs,

@@ -42,33 +42,13 @@ import numpy as np
 
 from reclnet.config import PostprocessConfig, RecLNetConfig
 
-from .backends import BackendError, StepRunner
+from .backends import StepRunner
+from .backends.base import check_features
 from .offline.tubes import Tube
-from .snapshot import SnapshotError, read_snapshot, write_snapshot
+from .snapshot import SnapshotError, bank_state_tracks, read_snapshot, write_snapshot
 from .state_pool import StatePool
 
 __all__ = ["Event", "FrameResult", "OnlineScorer"]
-
-
-_ONES: dict[int, np.ndarray] = {}
-
-
-def _all_finite(x: np.ndarray) -> bool:
-    """Whether float32 ``[N, D]`` ``x`` holds only finite values (the per-frame check).
-
-    ``x @ ones`` is non-finite in every row holding a NaN or an infinity (they
-    propagate through the products and the sum), and BLAS computes it at memory
-    speed, about twice as fast as ``np.isfinite(x).all()``. A finite result
-    proves the rows finite; a non-finite one may also come from finite values
-    overflowing the sum, so only then is the exact check run.
-    """
-    ones = _ONES.get(x.shape[1])
-    if ones is None:
-        ones = _ONES[x.shape[1]] = np.ones(x.shape[1], np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(x @ ones).all():
-            return True
-    return bool(np.isfinite(x).all())
 
 
 @dataclass(frozen=True)
@@ -176,6 +156,11 @@ class OnlineScorer:
         video: str = "stream",
         capacity: int = 16,
     ) -> None:
+        if not isinstance(runner, StepRunner):
+            # The base class is what checks every step's inputs and outputs.
+            raise TypeError(
+                f"runner must be a reclnet.runtime.backends.StepRunner, got {type(runner)}"
+            )
         self.runner = runner
         self.config: RecLNetConfig = runner.config
         pp = postprocess or runner.postprocess or PostprocessConfig()
@@ -226,6 +211,8 @@ class OnlineScorer:
         if isinstance(frame, bool) or not isinstance(frame, int | np.integer):
             raise TypeError(f"frame must be an integer, got {type(frame).__name__}")
         frame = int(frame)
+        if not _I64_MIN <= frame <= _I64_MAX:
+            raise ValueError(f"frame {frame} is outside the int64 range")
         if self.frame is not None and frame <= self.frame:
             raise ValueError(f"frame {frame} does not increase: the last frame was {self.frame}")
         return frame
@@ -245,36 +232,6 @@ class OnlineScorer:
             dup = uniq[counts > 1].tolist()
             raise ValueError(f"duplicate track id(s) {dup[:10]} in {what}")
         return ids
-
-    def _check_features(self, features: Any, n: int) -> dict[str, np.ndarray]:
-        if not isinstance(features, Mapping):
-            raise TypeError(f"features must be a dict stream -> array, got {type(features)}")
-        modalities = self.config.modalities
-        missing = [s for s in modalities if s not in features]
-        extra = [s for s in features if s not in modalities]
-        if missing or extra:
-            raise ValueError(
-                f"features modalities {sorted(features)} do not match the model's "
-                f"{list(modalities)} (missing {missing}, unknown {extra})"
-            )
-        out = {}
-        for name, size in modalities.items():
-            x = features[name]
-            if not isinstance(x, np.ndarray):
-                raise TypeError(f"features[{name!r}] must be a numpy array, got {type(x)}")
-            if x.dtype != np.float32:
-                raise TypeError(f"features[{name!r}] must be float32, got {x.dtype}")
-            if x.ndim != 2 or x.shape[0] != n:
-                raise ValueError(f"features[{name!r}] must be [N={n}, {size}], got {x.shape}")
-            if x.shape[1] != size:
-                raise ValueError(
-                    f"features[{name!r}] has feature size {x.shape[1]}, the model expects {size}"
-                )
-            if not _all_finite(x):
-                row = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-                raise ValueError(f"features[{name!r}] has NaN or infinite values (row {row})")
-            out[name] = x
-        return out
 
     @staticmethod
     def _check_boxes(boxes: Any, n: int) -> np.ndarray:
@@ -403,7 +360,11 @@ class OnlineScorer:
         frame = self._check_frame(frame)
         ids = self._check_ids(track_ids)
         n = ids.shape[0]
-        feats = self._check_features(features, n)
+        if not n:
+            # No step runs on an empty frame: check its features here (runner.step checks
+            # the others, once).
+            check_features(self.config, features, 0)
+        feats = features
         boxes = self._check_boxes(boxes, n)
         pool = self.pool
 
@@ -433,12 +394,8 @@ class OnlineScorer:
                 state[new] = 0.0
             probs, new_state = self.runner.step(feats, state)
             # Our own copy: a runner may hand out a buffer it reuses next step.
+            # (runner.step checked them: float32 [N, C+1], finite.)
             probs = np.array(probs, dtype=np.float32)
-            if not np.isfinite(probs).all():
-                raise BackendError(
-                    f"backend {self.runner.name} returned non-finite probabilities; "
-                    "nothing was changed"
-                )
             if state is not None and carry is not None and state is carry[1]:
                 # The carried handle was consumed (a runner may reuse its buffer now); the
                 # new carry set below covers exactly the same slots.
@@ -504,7 +461,8 @@ class OnlineScorer:
     def snapshot(self, path: str | os.PathLike) -> Path:
         """Write the whole live state to ``path`` atomically (format: :mod:`.snapshot`).
 
-        ``meta.json`` holds ``model_config``, ``postprocess``, ``close_threshold``,
+        ``meta.json`` holds ``model_config``, ``model_id`` (the weights' identity, ""
+        when the backend cannot tell), ``postprocess``, ``close_threshold``,
         ``max_gap``, ``max_age``, ``nms``, ``video``, ``frame``, ``capacity``,
         ``history``, ``state_size``, ``backend``; the arrays are, per live slot
         (ascending): ``slots``, ``track_ids``, ``last_seen``, ``count`` (int64),
@@ -520,6 +478,7 @@ class OnlineScorer:
         starts = [(s, lab, idx) for s, d in pool.open_starts.items() for lab, idx in d.items()]
         meta = {
             "model_config": self.config.to_dict(),
+            "model_id": _runner_model_id(self.runner),
             "postprocess": self.postprocess.to_dict(),
             "close_threshold": self.close_threshold,
             "max_gap": self.max_gap,
@@ -550,73 +509,279 @@ class OnlineScorer:
     def restore(cls, path: str | os.PathLike, backend: StepRunner) -> OnlineScorer:
         """A scorer continuing from a snapshot exactly as the snapshotted one would.
 
+        Nothing in the file is trusted: its members are size-checked while read
+        (:func:`reclnet.runtime.snapshot.read_snapshot`), the C core validates its
+        own state, and ``meta.json``, the arrays and the bank must describe the same
+        tracks, samples and open segments, so that a restored scorer never fails
+        later because of its snapshot.
+
         Parameters
         ----------
         path : path-like
             File written by :meth:`snapshot`.
         backend : StepRunner
-            A runner of the same model configuration (any backend).
+            A runner of the same model (configuration and, when both sides know it,
+            ``model_id``; any backend).
 
         Raises
         ------
         SnapshotError
             Unreadable or inconsistent file, or a backend of another model.
         """
-        meta, arrays = read_snapshot(path)
+        where = f"snapshot {path}"
+        meta, arrays = read_snapshot(path, expected=_SNAPSHOT_DTYPES)
         try:
-            saved = RecLNetConfig.from_dict(meta["model_config"])
+            saved = RecLNetConfig.from_dict(_meta(meta, "model_config", dict, where))
             if saved != backend.config:
                 raise SnapshotError(
-                    f"snapshot {path}: model {saved} does not match the backend's {backend.config}"
+                    f"{where}: model {saved} does not match the backend's {backend.config}"
                 )
-            scorer = cls(
-                backend,
-                postprocess=PostprocessConfig.from_dict(meta["postprocess"]),
-                close_threshold=meta["close_threshold"],
-                max_gap=meta["max_gap"],
-                max_age=meta["max_age"],
-                nms=meta["nms"],
-                video=meta["video"],
-                capacity=int(meta["capacity"]),
-            )
-            pool = scorer.pool
-            pool.grow_history(int(meta["history"]))
-            live = arrays["slots"].astype(np.int64)
-            n = live.shape[0]
-            shapes = {
-                "track_ids": (n,),
-                "last_seen": (n,),
-                "count": (n,),
-                "bank_slot": (n,),
-                "states": (n, saved.state_size),
-                "hist_frames": (n, pool.history),
-                "hist_boxes": (n, pool.history, 4),
-            }
-            for key, shape in shapes.items():
-                if arrays[key].shape != shape:
-                    raise SnapshotError(
-                        f"snapshot {path}: {key} has shape {arrays[key].shape}, expected {shape}"
-                    )
-            if n and (live.min() < 0 or live.max() >= pool.capacity):
-                raise SnapshotError(f"snapshot {path}: slot out of range")
-            starts = arrays["open_starts"]
-            if starts.ndim != 2 or starts.shape[1] != 3:
-                raise SnapshotError(f"snapshot {path}: open_starts must be [k, 3]")
-            pool.load_rows(
-                live,
-                arrays["track_ids"],
-                arrays["last_seen"],
-                arrays["count"],
-                arrays["bank_slot"],
-                arrays["states"],
-                arrays["hist_frames"],
-                arrays["hist_boxes"],
-                starts,
-            )
-            scorer.bank = _segment_bank_cls().from_state(arrays["bank_state"].tobytes())
-            scorer.frame = meta["frame"]
+            saved_id = _meta(meta, "model_id", str, where, default="")
+            backend_id = _runner_model_id(backend)
+            if saved_id and backend_id and saved_id != backend_id:
+                raise SnapshotError(
+                    f"{where}: made by model {saved_id[:16]}, the backend runs model "
+                    f"{backend_id[:16]} (same configuration, other weights)"
+                )
+            settings = _restore_settings(meta, saved, arrays, where)
+            scorer = cls(backend, **settings)
+            _check_and_load(scorer, meta, arrays, where, Path(path).stat().st_size)
         except SnapshotError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SnapshotError(f"snapshot {path}: inconsistent contents ({exc})") from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise SnapshotError(f"{where}: inconsistent contents ({exc})") from exc
         return scorer
+
+
+# ---------------------------------------------------------------- snapshot checks
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+#: The arrays of a snapshot and their dtypes (as :meth:`OnlineScorer.snapshot` writes them).
+_SNAPSHOT_DTYPES = {
+    "slots": np.dtype(np.int64),
+    "track_ids": np.dtype(np.int64),
+    "last_seen": np.dtype(np.int64),
+    "count": np.dtype(np.int64),
+    "bank_slot": np.dtype(np.int32),
+    "states": np.dtype(np.float32),
+    "hist_frames": np.dtype(np.int64),
+    "hist_boxes": np.dtype(np.float32),
+    "open_starts": np.dtype(np.int64),
+    "bank_state": np.dtype(np.uint8),
+}
+# A restored pool may need this much memory, or 16x the file, whichever is more.
+_RESTORE_MIN_BYTES_LIMIT = 1 << 30
+_MISSING = object()
+
+
+def _meta(meta: Mapping[str, Any], key: str, kind: Any, where: str, default: Any = _MISSING) -> Any:
+    """``meta[key]``, which must be of ``kind`` (ints are never bools)."""
+    if key not in meta:
+        if default is _MISSING:
+            raise SnapshotError(f"{where}: meta.json has no {key!r}")
+        return default
+    value = meta[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        raise SnapshotError(f"{where}: meta.json {key!r} is {value!r}, not {kind}")
+    return value
+
+
+def _meta_int(
+    meta: Mapping[str, Any], key: str, where: str, lo: int, hi: int, optional: bool = False
+) -> int | None:
+    kinds = (int, type(None)) if optional else int
+    value = _meta(meta, key, kinds, where)
+    if value is not None and not lo <= value <= hi:
+        raise SnapshotError(f"{where}: meta.json {key!r} = {value} is not in [{lo}, {hi}]")
+    return value
+
+
+def _runner_model_id(runner: Any) -> str:
+    """The identity of the runner's weights (``weights_id``), or "" when it cannot tell."""
+    mid = getattr(runner, "model_id", None)
+    if isinstance(mid, str) and mid:
+        return mid
+    mid = getattr(getattr(runner, "artifact", None), "model_id", None)
+    if isinstance(mid, str) and mid:
+        return mid
+    model = getattr(runner, "model", None)
+    if model is not None and callable(getattr(model, "state_dict", None)):
+        # The reference backend runs in-memory weights: hash them as the exporter does.
+        from reclnet.export.sidecar import weights_id
+
+        return weights_id(model.state_dict())
+    return ""
+
+
+def _restore_settings(
+    meta: Mapping[str, Any], saved: RecLNetConfig, arrays: Mapping[str, np.ndarray], where: str
+) -> dict[str, Any]:
+    """The constructor arguments of the restored scorer, from a checked ``meta.json``."""
+    close = _meta(meta, "close_threshold", (int, float, type(None)), where)
+    if close is not None and not np.isfinite(close):
+        raise SnapshotError(f"{where}: meta.json close_threshold is {close}")
+    nms = _meta(meta, "nms", bool, where)
+    video = _meta(meta, "video", str, where)
+    _meta(meta, "backend", str, where)
+    state_size = _meta_int(meta, "state_size", where, 0, _I64_MAX)
+    if state_size != saved.state_size:
+        raise SnapshotError(
+            f"{where}: state_size {state_size} but the model's is {saved.state_size}"
+        )
+    capacity = _meta_int(meta, "capacity", where, 1, 2**31 - 1)
+    slots = arrays["slots"]
+    if slots.ndim != 1:
+        raise SnapshotError(f"{where}: slots must be 1-D, got shape {slots.shape}")
+    if slots.size and (slots.min() < 0 or slots.max() >= capacity):
+        raise SnapshotError(f"{where}: a slot is outside 0..capacity-1 = {capacity - 1}")
+    # The pool's slot table is only memory: slots are taken lowest-first and the table
+    # doubles when full, so any size above the highest live slot hands out the same
+    # slots. Size it by what the live rows need (a forged capacity costs nothing).
+    need = int(slots.max()) + 1 if slots.size else 1
+    capacity = min(capacity, 1 << max(4, (need - 1).bit_length()))
+    return dict(
+        postprocess=PostprocessConfig.from_dict(_meta(meta, "postprocess", dict, where)),
+        close_threshold=close,
+        max_gap=_meta_int(meta, "max_gap", where, 0, _I64_MAX, optional=True),
+        max_age=_meta_int(meta, "max_age", where, 0, _I64_MAX, optional=True),
+        nms=nms,
+        video=video,
+        capacity=capacity,
+    )
+
+
+def _check_and_load(
+    scorer: OnlineScorer,
+    meta: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    where: str,
+    file_size: int,
+) -> None:
+    """Check that meta.json, the arrays and the bank agree; then fill ``scorer``."""
+    for key, dtype in _SNAPSHOT_DTYPES.items():
+        if arrays[key].dtype != dtype:
+            raise SnapshotError(f"{where}: {key} has dtype {arrays[key].dtype}, expected {dtype}")
+    pool = scorer.pool
+    frame = _meta_int(meta, "frame", where, _I64_MIN, _I64_MAX, optional=True)
+    history = _meta_int(meta, "history", where, 1, 2**40)
+    slots = arrays["slots"]
+    n = slots.shape[0]
+    if history & (history - 1) or history < pool.history:
+        raise SnapshotError(f"{where}: history {history} is not a power of two >= {pool.history}")
+    shapes = {
+        "track_ids": (n,),
+        "last_seen": (n,),
+        "count": (n,),
+        "bank_slot": (n,),
+        "states": (n, pool.state_size),
+        "hist_frames": (n, history),
+        "hist_boxes": (n, history, 4),
+    }
+    for key, shape in shapes.items():
+        if arrays[key].shape != shape:
+            raise SnapshotError(f"{where}: {key} has shape {arrays[key].shape}, expected {shape}")
+    starts = arrays["open_starts"]
+    if starts.ndim != 2 or starts.shape[1] != 3:
+        raise SnapshotError(f"{where}: open_starts must be [k, 3], got shape {starts.shape}")
+    if n == 0:
+        history = pool.history  # no ring to keep: start from the default length
+    row_bytes = 4 * pool.state_size + 24 * history + 64
+    limit = max(_RESTORE_MIN_BYTES_LIMIT, 16 * file_size)
+    if pool.capacity * row_bytes > limit:
+        raise SnapshotError(
+            f"{where}: the live slots (up to {pool.capacity}) with rings of {history} "
+            f"samples would need {pool.capacity * row_bytes} bytes (limit {limit})"
+        )
+    track_ids, last_seen = arrays["track_ids"], arrays["last_seen"]
+    count, bank_slot = arrays["count"], arrays["bank_slot"]
+    hist_frames = arrays["hist_frames"]
+    if n:
+        if np.any(np.diff(slots) <= 0):
+            raise SnapshotError(f"{where}: slots are not strictly increasing")
+        if np.unique(track_ids).size != n:
+            raise SnapshotError(f"{where}: track ids are not distinct")
+        if count.min() < 1 or frame is None or last_seen.max() > frame:
+            raise SnapshotError(
+                f"{where}: every live track needs a sample at or before frame {frame}"
+            )
+    if not np.isfinite(arrays["states"]).all() or not np.isfinite(arrays["hist_boxes"]).all():
+        raise SnapshotError(f"{where}: states or boxes hold NaN or infinite values")
+
+    # The C core checks its own state; then it must hold exactly the pool's tracks.
+    state = arrays["bank_state"].tobytes()
+    bank_cls = _segment_bank_cls()
+    try:
+        bank = bank_cls.from_state(state)
+    except ValueError as exc:
+        raise SnapshotError(f"{where}: bank_state refused by the C core ({exc})") from exc
+    fresh = scorer.bank.config
+    got = bank.config
+    differ = [k for k in fresh if k != "capacity" and fresh[k] != got[k]]
+    if differ:
+        raise SnapshotError(
+            f"{where}: bank_state settings {[(k, got[k]) for k in differ]} differ from "
+            f"meta.json's {[(k, fresh[k]) for k in differ]}"
+        )
+    _, btracks = bank_state_tracks(state)
+    by_slot = {t["slot"]: t for t in btracks}
+    if len(btracks) != n:
+        raise SnapshotError(f"{where}: bank_state has {len(btracks)} tracks, the pool {n}")
+    starts_seen: dict[tuple[int, int], int] = {}
+    for s, label, idx in starts.tolist():
+        if (s, label) in starts_seen:
+            raise SnapshotError(f"{where}: open_starts names slot {s} label {label} twice")
+        starts_seen[(s, label)] = idx
+    matched = 0
+    for i in range(n):
+        slot, tid, cnt = int(slots[i]), int(track_ids[i]), int(count[i])
+        bt = by_slot.get(int(bank_slot[i]))
+        if bt is None or bt["track_id"] != tid or bt["count"] != cnt:
+            raise SnapshotError(
+                f"{where}: track {tid} (slot {slot}) is not in bank_state as saved "
+                f"(bank slot {int(bank_slot[i])}, {cnt} samples)"
+            )
+        # The retained ring: samples lo..cnt-1, frames strictly increasing, last = last_seen.
+        lo = max(0, cnt - history)
+        ring = hist_frames[i, np.arange(lo, cnt) % history]
+        if np.any(np.diff(ring) <= 0) or ring[-1] != last_seen[i] or bt["last_frame"] != ring[-1]:
+            raise SnapshotError(f"{where}: the box ring of track {tid} does not match its frames")
+        if bt["done"] < lo:
+            raise SnapshotError(f"{where}: track {tid}'s pending samples left its box ring")
+        for sample, f in bt["frames"].items():
+            if sample >= lo and ring[sample - lo] != f:
+                raise SnapshotError(f"{where}: track {tid} sample {sample} frame {f} differs")
+        for label, started, _num, first in bt["segments"]:
+            hit = np.flatnonzero(ring == first)
+            if hit.size == 0:
+                raise SnapshotError(
+                    f"{where}: the open segment of track {tid} label {label} starts at frame "
+                    f"{first}, which its box ring no longer holds"
+                )
+            if started:
+                if starts_seen.get((slot, label)) != lo + int(hit[0]):
+                    raise SnapshotError(
+                        f"{where}: open_starts lacks or misplaces track {tid} label {label}"
+                    )
+                matched += 1
+    if matched != len(starts_seen):
+        raise SnapshotError(f"{where}: open_starts names segments the bank does not have open")
+
+    # Everything agrees: fill the fresh scorer.
+    pool.grow_history(history)
+    hist_boxes = arrays["hist_boxes"]
+    if n == 0:
+        hist_frames, hist_boxes = pool.hist_frames[:0], pool.hist_boxes[:0]
+    pool.load_rows(
+        slots,
+        track_ids,
+        last_seen,
+        count,
+        bank_slot,
+        arrays["states"],
+        hist_frames,
+        hist_boxes,
+        starts,
+    )
+    scorer.bank = bank
+    scorer.frame = frame

@@ -1,4 +1,4 @@
-"""The RecLNet model (paper section 3.2, Figure 2) in PyTorch.
+"""The RecLNet model (paper section 3.2, Figure 2) in PyTorch: its one implementation.
 
 Per modality (RGB, optical flow): a linear layer that normalizes the input
 features, then a stack of recurrent layers (GRU, LSTM) or, for the baseline,
@@ -18,13 +18,17 @@ Fusion of the modalities (``RecLNetConfig.fusion``):
 Gating and fusion layer are trained on top of frozen single-modality networks
 (:meth:`RecLNet.load_modality_weights`, :meth:`RecLNet.freeze_modalities`).
 
-``forward`` runs a whole sequence ``[B, T, D]``, ``step`` one frame ``[B, D]``;
-both take and return the packed state ``[B, S]`` so that a chunked or
-frame-by-frame run equals one run over the whole sequence.
+``forward`` runs a whole sequence ``[B, T, D]`` through ``nn.GRU`` / ``nn.LSTM``
+(what training needs); ``step`` runs one frame ``[B, D]`` with the cells
+written out as MatMul, Sigmoid, Tanh, Mul and Add on the same weights. That
+per-frame ``step`` is also what :mod:`reclnet.export` exports, unchanged, to
+the ONNX step graph; both take and return the packed state ``[B, S]`` so that
+a chunked or frame-by-frame run equals one run over the whole sequence.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -35,17 +39,47 @@ from reclnet.config import RecLNetConfig
 __all__ = ["RecLNet", "RecLNetConfig", "ModalityEncoder"]
 
 
+def _affine(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``x @ weight.T + bias`` for ``x [..., D_in]``, ``weight [D_out, D_in]``.
+
+    Written as matmul + add rather than ``nn.functional.linear``: the ONNX
+    exporter then emits MatMul on a pre-transposed initializer plus Add (for 2-D
+    inputs ``linear`` becomes Gemm, which the INT8 quantizer leaves in float).
+    """
+    return torch.matmul(x, weight.t()) + bias
+
+
+def _gru_cell(gi: Tensor, gh: Tensor, h: Tensor, m: int) -> Tensor:
+    """PyTorch's GRU update from the gate pre-activations (gate order r, z, n)."""
+    rz = torch.sigmoid(gi[:, : 2 * m] + gh[:, : 2 * m])
+    r, z = rz[:, :m], rz[:, m:]
+    n = torch.tanh(gi[:, 2 * m :] + r * gh[:, 2 * m :])
+    return n + z * (h - n)  # == (1 - z) * n + z * h, one op fewer
+
+
+def _lstm_cell(gi: Tensor, gh: Tensor, c: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """PyTorch's LSTM update from the gate pre-activations (gate order i, f, g, o)."""
+    g = gi + gh
+    # One Sigmoid over the three sigmoid gates instead of three small ones.
+    ifo = torch.sigmoid(torch.cat([g[:, : 2 * m], g[:, 3 * m :]], dim=1))
+    i, f, o = ifo[:, :m], ifo[:, m : 2 * m], ifo[:, 2 * m :]
+    c_new = f * c + i * torch.tanh(g[:, 2 * m : 3 * m])
+    return o * torch.tanh(c_new), c_new
+
+
 class ModalityEncoder(nn.Module):
     """One modality: input projection + layer stack.
 
-    Input ``[B, T, D]``, output ``[B, T, num_layers * layer_output_size]`` (the
-    concatenated outputs of every layer) and the modality's part of the packed state.
+    Input ``[B, T, D]`` (``forward``) or ``[B, D]`` (``step``), output the
+    concatenated outputs of every layer, ``num_layers * layer_output_size``
+    wide, and the modality's part of the packed state. ``projection`` may be
+    ``nn.Identity`` when the export folded it into the first layer.
     """
 
     def __init__(self, input_size: int, config: RecLNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.projection = nn.Linear(input_size, config.projection_size)
+        self.projection: nn.Module = nn.Linear(input_size, config.projection_size)
         layers: list[nn.Module] = []
         size_in = config.projection_size
         for _ in range(config.num_layers):
@@ -95,6 +129,44 @@ class ModalityEncoder(nn.Module):
             outputs.append(h)
         new_state = torch.cat(new_states, dim=1) if new_states else state
         return torch.cat(outputs, dim=-1), new_state
+
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """Run the modality for one frame, the cells written out (see module doc).
+
+        Parameters
+        ----------
+        x : Tensor
+            float32 ``[B, D]`` features.
+        states : list of Tensor
+            Per recurrent layer, float32 ``[B, state_per_layer]`` (empty for fc).
+
+        Returns
+        -------
+        outputs : Tensor
+            float32 ``[B, modality_output_size]``.
+        new_states : list of Tensor
+            Same shapes as ``states``.
+        """
+        cell, m = self.config.cell, self.config.memory_size
+        proj = self.projection
+        h = x if isinstance(proj, nn.Identity) else _affine(x, proj.weight, proj.bias)
+        outputs, new_states = [], []
+        for i, layer in enumerate(self.layers):
+            if cell == "fc":
+                h = torch.relu(_affine(h, layer[0].weight, layer[0].bias))
+                outputs.append(h)
+                continue
+            h_prev = states[i][:, :m]
+            gi = _affine(h, layer.weight_ih_l0, layer.bias_ih_l0)
+            gh = _affine(h_prev, layer.weight_hh_l0, layer.bias_hh_l0)
+            if cell == "gru":
+                h = _gru_cell(gi, gh, h_prev, m)
+                new_states.append(h)
+            else:
+                h, c = _lstm_cell(gi, gh, states[i][:, m:], m)
+                new_states.append(torch.cat([h, c], dim=1))
+            outputs.append(h)
+        return torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0], new_states
 
 
 class RecLNet(nn.Module):
@@ -184,6 +256,56 @@ class RecLNet(nn.Module):
         return state
 
     # ---------------------------------------------------------------- compute
+    def _encode_sequence(
+        self, features: Mapping[str, Tensor], state: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
+        """Every modality's layer outputs (``modality_names`` order) and the state after them."""
+        slices = self.config.state_slices()
+        last = self.config.num_layers - 1
+        outputs, new_states = [], []
+        for name in self.config.modality_names:
+            part = state[:, slices[(name, 0)].start : slices[(name, last)].stop]
+            out, st = self.encoders[name](features[name], part)
+            outputs.append(out)
+            new_states.append(st)
+        return outputs, torch.cat(new_states, dim=1)
+
+    def _encode_frame(
+        self, features: Mapping[str, Tensor], state: Tensor
+    ) -> tuple[list[Tensor], Tensor]:
+        """:meth:`_encode_sequence` for one frame ``[B, D]``, with the written-out cells.
+
+        Every layer's state is sliced from the packed state and the new ones
+        concatenated once, so the exported graph has no per-modality copies.
+        """
+        slices = self.config.state_slices()
+        recurrent = self.config.state_per_layer > 0
+        outputs, new_states = [], []
+        for name in self.config.modality_names:
+            layers = range(self.config.num_layers) if recurrent else ()
+            states = [state[:, slices[(name, i)]] for i in layers]
+            out, st = self.encoders[name].step(features[name], states)
+            outputs.append(out)
+            new_states += st
+        if not new_states:  # fc baseline: S == 0, the empty state passes through
+            return outputs, state
+        return outputs, torch.cat(new_states, dim=1) if len(new_states) > 1 else new_states[0]
+
+    def _logits(self, outputs: list[Tensor]) -> list[Tensor]:
+        """Classifier(s) and fusion: the logits whose softmax (averaged if several) is the output.
+
+        One tensor ``[..., C+1]``, except for ``average``: one per modality.
+        """
+        if self.mode == "fusion_layer":
+            head = self.fusion_head
+            return [_affine(torch.cat(outputs, dim=-1), head.weight, head.bias)]
+        heads = [self.heads[n] for n in self.config.modality_names]
+        logits = [_affine(o, h.weight, h.bias) for o, h in zip(outputs, heads, strict=True)]
+        if self.mode == "gating":
+            mixed = [self.gates[i] * lg for i, lg in enumerate(logits)]
+            return [sum(mixed[1:], mixed[0])]
+        return logits  # single: one; average: the per-modality softmaxes are averaged
+
     def log_probs(
         self, features: Mapping[str, Tensor], state: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -204,36 +326,13 @@ class RecLNet(nn.Module):
             float32 ``[B, S]`` after the last frame.
         """
         batch = self._check_features(features, ndim=3)
-        first = features[self.config.modality_names[0]]
-        state = self._check_state(state, batch, first)
-        slices = self.config.state_slices()
-        outputs, new_states = {}, []
-        n_layers = self.config.num_layers
-        for name, encoder in self.encoders.items():
-            start = slices[(name, 0)].start
-            stop = slices[(name, n_layers - 1)].stop
-            out, st = encoder(features[name], state[:, start:stop])
-            outputs[name] = out
-            new_states.append(st)
-        new_state = torch.cat(new_states, dim=1)
-        names = self.config.modality_names
-        if self.mode == "single":
-            logp = torch.log_softmax(self.heads[names[0]](outputs[names[0]]), dim=-1)
-        elif self.mode == "fusion_layer":
-            logp = torch.log_softmax(
-                self.fusion_head(torch.cat([outputs[n] for n in names], dim=-1)), dim=-1
-            )
-        elif self.mode == "average":
-            per_modality = torch.stack(
-                [torch.log_softmax(self.heads[n](outputs[n]), dim=-1) for n in names]
-            )
-            logp = torch.logsumexp(per_modality, dim=0) - torch.log(
-                torch.tensor(float(len(names)), device=per_modality.device)
-            )
-        else:  # gating
-            logits = sum(self.gates[i] * self.heads[n](outputs[n]) for i, n in enumerate(names))
-            logp = torch.log_softmax(logits, dim=-1)
-        return logp, new_state
+        state = self._check_state(state, batch, features[self.config.modality_names[0]])
+        outputs, new_state = self._encode_sequence(features, state)
+        logits = self._logits(outputs)
+        if len(logits) == 1:
+            return torch.log_softmax(logits[0], dim=-1), new_state
+        per_modality = torch.stack([torch.log_softmax(lg, dim=-1) for lg in logits])
+        return torch.logsumexp(per_modality, dim=0) - math.log(len(logits)), new_state
 
     def forward(
         self, features: Mapping[str, Tensor], state: Tensor | None = None
@@ -257,26 +356,37 @@ class RecLNet(nn.Module):
         logp, new_state = self.log_probs(features, state)
         return logp.exp(), new_state
 
-    def step(self, features: Mapping[str, Tensor], state: Tensor) -> tuple[Tensor, Tensor]:
-        """One frame for a batch of live tracks (the streaming step).
+    def step(
+        self, features: Mapping[str, Tensor], state: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One frame for a batch of live tracks (the streaming step, also the exported graph).
+
+        Inputs are validated except while ``torch.export`` traces the step (the
+        value checks would be data-dependent branches in the graph).
 
         Parameters
         ----------
         features : dict[str, Tensor]
             float32 ``[B, D_modality]`` per modality.
-        state : Tensor
-            float32 ``[B, S]``, zeros for a track's first frame.
+        state : Tensor, optional
+            float32 ``[B, S]``; zeros (new tracks) when None.
 
         Returns
         -------
         probs : Tensor
-            float32 ``[B, C + 1]``.
+            float32 ``[B, C + 1]``, rows sum to 1, background last.
         state : Tensor
             float32 ``[B, S]``.
         """
-        self._check_features(features, ndim=2)
-        probs, new_state = self.forward({k: v.unsqueeze(1) for k, v in features.items()}, state)
-        return probs[:, 0], new_state
+        if not torch.compiler.is_exporting():
+            batch = self._check_features(features, ndim=2)
+            state = self._check_state(state, batch, features[self.config.modality_names[0]])
+        outputs, new_state = self._encode_frame(features, state)
+        logits = self._logits(outputs)
+        if len(logits) == 1:
+            return torch.softmax(logits[0], dim=-1), new_state
+        probs = [torch.softmax(lg, dim=-1) for lg in logits]
+        return sum(probs[1:], probs[0]) / float(len(probs)), new_state
 
     # ------------------------------------------------------- two-stage training
     def load_modality_weights(self, single: RecLNet) -> None:

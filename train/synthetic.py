@@ -36,14 +36,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from reclnet.runtime.offline.datasets import default_data_dir
+from reclnet.paths import ENV_VAR, data_dir
+from reclnet.runtime.offline import safe_pickle
 from reclnet.runtime.offline.tubes import Tube
 from reclnet.train.data import Track, Video, assign_labels, write_dataset
 
@@ -61,9 +62,26 @@ __all__ = [
 FRAME_W, FRAME_H = 320.0, 240.0
 
 
-def default_ucf_root() -> Path:
-    """``ucf101-24/`` inside the data folder (:func:`reclnet.runtime.offline.datasets.default_data_dir`)."""
-    return default_data_dir() / "ucf101-24"
+def default_ucf_root(data: str | os.PathLike | None = None) -> Path:
+    """``ucf101-24/`` inside the data folder of :func:`reclnet.paths.data_dir`.
+
+    Parameters
+    ----------
+    data : path-like, optional
+        A ``--data`` flag's value (else ``$RECLNET_DATA``, else ``../shared/data`` in a
+        source checkout).
+
+    Raises
+    ------
+    FileNotFoundError
+        In an installed package with neither ``data`` nor ``RECLNET_DATA``.
+    """
+    base = data_dir(data)
+    if base is None:
+        raise FileNotFoundError(
+            f"no data folder for UCF101-24: pass --data DIR (or --ucf-root) or set {ENV_VAR}"
+        )
+    return base / "ucf101-24"
 
 
 @dataclass(frozen=True)
@@ -314,8 +332,10 @@ def _load_ucf(root: Path) -> tuple[dict, set[str]]:
     pkl = root / "pyannot_with_class_names.pkl"
     if not pkl.is_file():
         raise FileNotFoundError(f"UCF101-24 annotations not found: {pkl}")
-    with open(pkl, "rb") as fh:
-        data = pickle.load(fh)
+    # Restricted unpickler: the annotations file holds data only, and is refused otherwise.
+    data = safe_pickle.load(pkl)
+    if not isinstance(data, dict) or not {"classes", "trainvideos", "db"} <= set(data):
+        raise ValueError(f"{pkl}: expected a dict with 'classes', 'trainvideos' and 'db'")
     test_list = root / "testlist01.txt"
     test = set(test_list.read_text().split()) if test_list.is_file() else set()
     return data, test
@@ -461,7 +481,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paper-sizes", action="store_true", help="4096 features per modality")
     p.add_argument("--modalities", default="rgb,flow")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    p.add_argument("--ucf-root", default=None, help="folder of pyannot_with_class_names.pkl")
+    p.add_argument(
+        "--data",
+        default=None,
+        help=f"data folder holding ucf101-24/ (default: ${ENV_VAR}, or ../shared/data in a "
+        "source checkout)",
+    )
+    p.add_argument(
+        "--ucf-root", default=None, help="folder of pyannot_with_class_names.pkl (over --data)"
+    )
     p.add_argument("--max-train", type=int, default=400, help="ucf101-24: train videos (0 = all)")
     p.add_argument("--max-test", type=int, default=150, help="ucf101-24: test videos (0 = all)")
     p.add_argument("--seed", type=int, default=0)
@@ -475,13 +503,19 @@ def main(argv: list[str] | None = None) -> int:
             args.out, args.videos, num_actions=args.num_actions, spec=spec, seed=args.seed
         )
     else:
-        out = make_ucf_dataset(
-            args.out,
-            args.ucf_root,
-            spec=spec,
-            seed=args.seed,
-            max_train=args.max_train or None,
-            max_test=args.max_test or None,
-        )
+        try:
+            root = Path(args.ucf_root) if args.ucf_root else default_ucf_root(args.data)
+            out = make_ucf_dataset(
+                args.out,
+                root,
+                spec=spec,
+                seed=args.seed,
+                max_train=args.max_train or None,
+                max_test=args.max_test or None,
+            )
+        except (OSError, ValueError) as exc:
+            # missing folder or file, a refused or malformed annotations pickle
+            print(f"reclnet synth: {exc}", file=sys.stderr)
+            return 2
     print(f"wrote {out}")
     return 0

@@ -48,7 +48,8 @@ rpp_status rpp_config_init(rpp_config *cfg, int32_t num_classes) {
 
 rpp_status rpp_config_check(const rpp_config *cfg) {
     if (cfg == NULL) return RPP_ERR_NULL;
-    if (cfg->num_classes < 1 || cfg->window < 1 || cfg->lookahead < 0 ||
+    /* num_classes rounded up to RPP_LANES must fit in int32. */
+    if (cfg->num_classes < 1 || cfg->num_classes > INT32_MAX - RPP_LANES || cfg->window < 1 || cfg->lookahead < 0 ||
         cfg->lookahead > (cfg->window - 1) / 2 || cfg->top_k < 1 || cfg->min_length < 1 ||
         cfg->capacity < 1)
         return RPP_ERR_CONFIG;
@@ -59,6 +60,9 @@ rpp_status rpp_config_check(const rpp_config *cfg) {
     if ((int64_t)cfg->num_classes * cfg->window > (INT64_C(1) << 40) ||
         (int64_t)cfg->num_classes * cfg->top_k > (INT64_C(1) << 40))
         return RPP_ERR_CONFIG;
+    /* A bound on one track's memory: a (forged) configuration cannot make every track,
+     * or the bank's scratch rows, ask for gigabytes. */
+    if (rpp_track_bytes(cfg) > RPP_MAX_TRACK_BYTES) return RPP_ERR_CONFIG;
     return RPP_OK;
 }
 
@@ -291,7 +295,7 @@ static double heap_mean(float *h, int32_t n) {
 
 /* ---------------------------------------------------------------- tracks */
 
-static size_t track_bytes(const rpp_config *cfg) {
+size_t rpp_track_bytes(const rpp_config *cfg) {
     size_t C = (size_t)cfg->num_classes, w = (size_t)cfg->window, k = (size_t)cfg->top_k;
     size_t L1 = (size_t)cfg->lookahead + 1, Cp = (size_t)rpp_padded_classes(cfg->num_classes);
     return sizeof(rpp_track) + sizeof(int64_t) * (L1 + 2 * C) + sizeof(float) * (2 * Cp * w + C * k) +
@@ -301,7 +305,7 @@ static size_t track_bytes(const rpp_config *cfg) {
 rpp_track *rpp_track_alloc(const rpp_config *cfg, int64_t track_id) {
     size_t C = (size_t)cfg->num_classes, w = (size_t)cfg->window, k = (size_t)cfg->top_k;
     size_t L1 = (size_t)cfg->lookahead + 1, Cp = (size_t)rpp_padded_classes(cfg->num_classes);
-    char *p = (char *)calloc(1, track_bytes(cfg));
+    char *p = (char *)calloc(1, rpp_track_bytes(cfg));
     rpp_track *t = (rpp_track *)p;
     if (p == NULL) return NULL;
     p += sizeof(rpp_track);
@@ -319,38 +323,177 @@ rpp_track *rpp_track_alloc(const rpp_config *cfg, int64_t track_id) {
     return t;
 }
 
+/* ---------------------------------------------------------------- slot bitmap */
+
+static inline int32_t ctz64(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__)
+    return (int32_t)__builtin_ctzll(x);
+#else
+    int32_t n = 0;
+    while (!(x & 1u)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/* A map of n slots, all free (zeroed: nothing is touched until slots are used). */
+static int freemap_init(rpp_freemap *m, int32_t n) {
+    size_t total = 0, words = ((size_t)n + 63) / 64;
+    memset(m, 0, sizeof(*m));
+    for (;;) {
+        m->off[m->levels] = total;
+        m->nwords[m->levels] = words;
+        total += words;
+        m->levels++;
+        if (words == 1) break;
+        words = (words + 63) / 64;
+    }
+    m->words = (uint64_t *)calloc(total, sizeof(uint64_t));
+    return m->words != NULL;
+}
+
+static void freemap_set_used(rpp_freemap *m, int32_t slot) {
+    size_t i = (size_t)slot;
+    for (int32_t l = 0; l < m->levels; l++) {
+        uint64_t *w = m->words + m->off[l] + (i >> 6);
+        *w |= UINT64_C(1) << (i & 63);
+        if (*w != ~UINT64_C(0)) return; /* the word is not full: upper levels unchanged */
+        i >>= 6;
+    }
+}
+
+static void freemap_set_free(rpp_freemap *m, int32_t slot) {
+    size_t i = (size_t)slot;
+    for (int32_t l = 0; l < m->levels; l++) {
+        uint64_t *w = m->words + m->off[l] + (i >> 6);
+        int was_full = *w == ~UINT64_C(0);
+        *w &= ~(UINT64_C(1) << (i & 63));
+        if (!was_full) return;
+        i >>= 6;
+    }
+}
+
+/* Lowest free slot below n (the map's size), or n when every one is used. Bits past
+ * the end read as free, so an index past a level's last word means "none". */
+static int32_t freemap_first_free(const rpp_freemap *m, int32_t n) {
+    size_t i = 0;
+    for (int32_t l = m->levels - 1; l >= 0; l--) {
+        uint64_t w;
+        if (i >= m->nwords[l]) return n;
+        w = m->words[m->off[l] + i];
+        if (w == ~UINT64_C(0)) return n;
+        i = i * 64 + (size_t)ctz64(~w);
+    }
+    return i < (size_t)n ? (int32_t)i : n;
+}
+
+/* ---------------------------------------------------------------- id table */
+
+static inline size_t hash_home(const rpp_bank *b, int64_t id) {
+    uint64_t x = (uint64_t)id ^ b->hash_seed; /* splitmix64 finalizer */
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    return (size_t)x & b->hash_mask;
+}
+
+int32_t rpp_bank_find(const rpp_bank *b, int64_t id) {
+    for (size_t i = hash_home(b, id);; i = (i + 1) & b->hash_mask) {
+        int32_t s = b->hash[i];
+        if (s < 0 || b->slots[s]->track_id == id) return s;
+    }
+}
+
+static void hash_put(rpp_bank *b, int32_t slot) {
+    size_t i = hash_home(b, b->slots[slot]->track_id);
+    while (b->hash[i] >= 0) i = (i + 1) & b->hash_mask;
+    b->hash[i] = slot;
+}
+
+/* Removes the entry of slot (whose track is still in b->slots[slot]). */
+static void hash_del(rpp_bank *b, int32_t slot) {
+    size_t mask = b->hash_mask, p = hash_home(b, b->slots[slot]->track_id), j;
+    while (b->hash[p] != slot) p = (p + 1) & mask;
+    /* Backward shift: move later entries of the probe run into the hole when their home
+     * position does not lie cyclically in (p, j]. */
+    for (j = (p + 1) & mask; b->hash[j] >= 0; j = (j + 1) & mask) {
+        size_t home = hash_home(b, b->slots[b->hash[j]]->track_id);
+        if (((j - home) & mask) >= ((j - p) & mask)) {
+            b->hash[p] = b->hash[j];
+            p = j;
+        }
+    }
+    b->hash[p] = -1;
+}
+
+/* Makes room for n tracks (load <= 1/2). */
+static int hash_reserve(rpp_bank *b, int64_t n) {
+    size_t cap = b->hash == NULL ? 16 : b->hash_mask + 1, want = cap;
+    int32_t *h;
+    while ((int64_t)(want / 2) < n) want *= 2;
+    if (b->hash != NULL && want == cap) return 1;
+    h = (int32_t *)malloc(want * sizeof(int32_t));
+    if (h == NULL) return 0;
+    memset(h, 0xff, want * sizeof(int32_t)); /* -1 everywhere */
+    free(b->hash);
+    b->hash = h;
+    b->hash_mask = want - 1;
+    for (int32_t s = 0; s < b->alloc; s++)
+        if (b->slots[s] != NULL) hash_put(b, s);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- bank */
 
-rpp_status rpp_bank_new(const rpp_config *cfg, rpp_bank **out) {
+rpp_status rpp_bank_create(const rpp_config *cfg, int32_t alloc, int32_t expected_tracks,
+                           rpp_bank **out) {
     rpp_status st;
     rpp_bank *b;
     if (out == NULL) return RPP_ERR_NULL;
     *out = NULL;
     if ((st = rpp_config_check(cfg)) != RPP_OK) return st;
+    if (alloc < 1 || alloc > cfg->capacity || expected_tracks < 0 || expected_tracks > alloc)
+        return RPP_ERR_ARG;
     b = (rpp_bank *)calloc(1, sizeof(rpp_bank));
     if (b == NULL) return RPP_ERR_NOMEM;
+    b->cfg = *cfg;
+    b->capacity = cfg->capacity;
+    b->alloc = alloc;
+    b->err_row = -1;
     b->Cp = rpp_padded_classes(cfg->num_classes);
     b->replace = rpp_window_replace_best(NULL);
-    b->slots = (rpp_track **)calloc((size_t)cfg->capacity, sizeof(rpp_track *));
+    /* Per-bank seed: track ids chosen to collide in one bank do not collide in another. */
+    b->hash_seed = (uint64_t)(uintptr_t)b * UINT64_C(0x9e3779b97f4a7c15);
+    b->slots = (rpp_track **)calloc((size_t)alloc, sizeof(rpp_track *));
     b->xpad = (float *)calloc((size_t)b->Cp, sizeof(float));
     b->med = (float *)calloc((size_t)b->Cp, sizeof(float));
-    if (b->slots == NULL || b->xpad == NULL || b->med == NULL) {
+    if (b->slots == NULL || b->xpad == NULL || b->med == NULL || !freemap_init(&b->map, alloc) ||
+        !hash_reserve(b, expected_tracks)) {
         rpp_bank_free(b);
         return RPP_ERR_NOMEM;
     }
-    b->cfg = *cfg;
-    b->capacity = cfg->capacity;
-    b->err_row = -1;
     *out = b;
     return RPP_OK;
 }
 
+rpp_status rpp_bank_new(const rpp_config *cfg, rpp_bank **out) {
+    if (out == NULL) return RPP_ERR_NULL;
+    *out = NULL;
+    if (cfg == NULL) return RPP_ERR_NULL;
+    /* The table is allocated as tracks come (a large capacity costs nothing upfront). */
+    return rpp_bank_create(cfg, cfg->capacity < 64 ? cfg->capacity : 64, 0, out);
+}
+
 void rpp_bank_free(rpp_bank *b) {
     if (b == NULL) return;
-    for (int32_t i = 0; b->slots != NULL && i < b->capacity; i++) free(b->slots[i]);
+    for (int32_t i = 0; b->slots != NULL && i < b->alloc; i++) free(b->slots[i]);
     free(b->slots);
     free(b->xpad);
     free(b->med);
+    free(b->map.words);
+    free(b->hash);
     free(b);
 }
 
@@ -363,10 +506,13 @@ rpp_status rpp_bank_get_config(const rpp_bank *b, rpp_config *out) {
 
 rpp_status rpp_bank_reset(rpp_bank *b) {
     if (b == NULL) return RPP_ERR_NULL;
-    for (int32_t i = 0; i < b->capacity; i++) {
+    for (int32_t i = 0; i < b->alloc; i++) {
+        if (b->slots[i] == NULL) continue;
+        freemap_set_free(&b->map, i);
         free(b->slots[i]);
         b->slots[i] = NULL;
     }
+    memset(b->hash, 0xff, (b->hash_mask + 1) * sizeof(int32_t));
     b->num_tracks = 0;
     b->err_row = -1;
     return RPP_OK;
@@ -382,7 +528,7 @@ rpp_status rpp_bank_counts(const rpp_bank *b, int32_t *num_tracks, int32_t *capa
 int32_t rpp_bank_error_row(const rpp_bank *b) { return b == NULL ? -1 : b->err_row; }
 
 static inline rpp_track *slot_track(const rpp_bank *b, int32_t slot) {
-    if (slot < 0 || slot >= b->capacity) return NULL;
+    if (slot < 0 || slot >= b->alloc) return NULL; /* slots past alloc are free */
     return b->slots[slot];
 }
 
@@ -397,38 +543,64 @@ rpp_status rpp_bank_track_info(const rpp_bank *b, int32_t slot, int64_t *track_i
     return RPP_OK;
 }
 
-rpp_status rpp_bank_open_track(rpp_bank *b, int64_t track_id, int32_t *slot) {
-    int32_t free_slot = -1;
-    rpp_track *t;
-    if (b == NULL || slot == NULL) return RPP_ERR_NULL;
-    for (int32_t i = 0; i < b->capacity; i++) {
-        if (b->slots[i] == NULL) {
-            if (free_slot < 0) free_slot = i;
-        } else if (b->slots[i]->track_id == track_id) {
-            return RPP_ERR_DUPLICATE_TRACK;
-        }
+rpp_status rpp_bank_insert(rpp_bank *b, int32_t slot, rpp_track *t) {
+    if (rpp_bank_find(b, t->track_id) >= 0) return RPP_ERR_DUPLICATE_TRACK;
+    if (!hash_reserve(b, (int64_t)b->num_tracks + 1)) return RPP_ERR_NOMEM;
+    b->slots[slot] = t;
+    hash_put(b, slot);
+    freemap_set_used(&b->map, slot);
+    b->num_tracks++;
+    return RPP_OK;
+}
+
+/* Grows the allocated table (and, when it is the whole capacity, the capacity, by
+ * doubling) so that slot `alloc` exists. Called only when slots 0..alloc-1 are all
+ * used, so the O(alloc) rebuild is paid for by the alloc opens before it. */
+static rpp_status bank_grow(rpp_bank *b) {
+    int32_t cap = b->capacity, alloc = b->alloc, new_alloc, new_cap = cap;
+    rpp_track **s;
+    rpp_freemap m;
+    if (alloc == cap) {
+        new_cap = cap > INT32_MAX / 2 ? INT32_MAX : cap * 2;
+        if (new_cap <= cap) return RPP_ERR_NOMEM;
     }
+    new_alloc = alloc > INT32_MAX / 2 ? INT32_MAX : alloc * 2;
+    if (new_alloc > new_cap) new_alloc = new_cap;
+    if (!freemap_init(&m, new_alloc)) return RPP_ERR_NOMEM;
+    s = (rpp_track **)realloc(b->slots, (size_t)new_alloc * sizeof(rpp_track *));
+    if (s == NULL) {
+        free(m.words);
+        return RPP_ERR_NOMEM;
+    }
+    memset(s + alloc, 0, (size_t)(new_alloc - alloc) * sizeof(rpp_track *));
+    for (int32_t i = 0; i < alloc; i++)
+        if (s[i] != NULL) freemap_set_used(&m, i);
+    free(b->map.words);
+    b->map = m;
+    b->slots = s;
+    b->alloc = new_alloc;
+    b->capacity = new_cap;
+    return RPP_OK;
+}
+
+rpp_status rpp_bank_open_track(rpp_bank *b, int64_t track_id, int32_t *slot) {
+    int32_t free_slot;
+    rpp_track *t;
+    rpp_status st;
+    if (b == NULL || slot == NULL) return RPP_ERR_NULL;
+    if (rpp_bank_find(b, track_id) >= 0) return RPP_ERR_DUPLICATE_TRACK;
+    /* Reserve everything that can fail first: an error changes nothing. */
+    if (!hash_reserve(b, (int64_t)b->num_tracks + 1)) return RPP_ERR_NOMEM;
     t = rpp_track_alloc(&b->cfg, track_id);
     if (t == NULL) return RPP_ERR_NOMEM;
-    if (free_slot < 0) {
-        int32_t cap = b->capacity;
-        int32_t new_cap = cap > INT32_MAX / 2 ? INT32_MAX : cap * 2;
-        rpp_track **s;
-        if (new_cap <= cap) {
-            free(t);
-            return RPP_ERR_NOMEM;
-        }
-        s = (rpp_track **)realloc(b->slots, (size_t)new_cap * sizeof(rpp_track *));
-        if (s == NULL) {
-            free(t);
-            return RPP_ERR_NOMEM;
-        }
-        memset(s + cap, 0, (size_t)(new_cap - cap) * sizeof(rpp_track *));
-        b->slots = s;
-        b->capacity = new_cap;
-        free_slot = cap;
+    free_slot = freemap_first_free(&b->map, b->alloc);
+    if (free_slot == b->alloc && (st = bank_grow(b)) != RPP_OK) {
+        free(t);
+        return st;
     }
     b->slots[free_slot] = t;
+    hash_put(b, free_slot);
+    freemap_set_used(&b->map, free_slot);
     b->num_tracks++;
     *slot = free_slot;
     return RPP_OK;
@@ -480,6 +652,12 @@ static inline int64_t segment_close(rpp_track *t, int32_t slot, int32_t c, int32
 }
 
 /* Feeds smoothed value m of a sample (raw r, frame f) of class c to its segment. */
+/* later - earlier (later > earlier) without signed overflow: the difference of two
+ * int64 frames can exceed INT64_MAX, it always fits in uint64. */
+static inline uint64_t frame_gap(int64_t later, int64_t earlier) {
+    return (uint64_t)later - (uint64_t)earlier;
+}
+
 static inline int64_t segment_step(const rpp_config *cfg, rpp_track *t, int32_t slot,
                                    int32_t c, float m, float r, int64_t f, int gap,
                                    rpp_event *ev, int64_t ne) {
@@ -488,7 +666,7 @@ static inline int64_t segment_step(const rpp_config *cfg, rpp_track *t, int32_t 
         if (gap || m < cfg->close_threshold) ne = segment_close(t, slot, c, k, ev, ne);
     }
     if (t->seg_open[c]) {
-        t->seg_num[c]++;
+        if (t->seg_num[c] < INT32_MAX) t->seg_num[c]++; /* saturates after 2^31 samples */
         t->seg_last[c] = f;
         heap_add(t->heap + (size_t)c * k, &t->heap_n[c], k, r);
     } else if (m >= cfg->threshold) {
@@ -531,7 +709,7 @@ static inline int64_t track_step(rpp_bank *b, int32_t slot, rpp_track *t, int64_
     t->count = s + 1;
     if (u >= 0) { /* sample u now has its lookahead: smooth it and cut segments */
         int64_t fu = t->frames[u % L1];
-        int gap = cfg->max_gap >= 0 && t->done > 0 && fu - t->prev_frame > cfg->max_gap;
+        int gap = cfg->max_gap >= 0 && t->done > 0 && frame_gap(fu, t->prev_frame) > (uint64_t)cfg->max_gap;
         const float *raw = t->ring + (size_t)(u % w) * Cp;
         window_medians(t->sorted, Cp, s >= w ? w : (int32_t)s + 1, b->med);
         for (int32_t c = 0; c < C; c++) {
@@ -650,7 +828,7 @@ rpp_status rpp_bank_close_track(rpp_bank *b, int32_t slot, rpp_event *events, in
     for (int64_t u = t->done; u < t->count; u++) {
         int64_t want = u - (w - 1 - L) > 0 ? u - (w - 1 - L) : 0;
         int64_t fu = t->frames[u % L1];
-        int gap = cfg->max_gap >= 0 && t->done > 0 && fu - t->prev_frame > cfg->max_gap;
+        int gap = cfg->max_gap >= 0 && t->done > 0 && frame_gap(fu, t->prev_frame) > (uint64_t)cfg->max_gap;
         const float *raw = t->ring + (size_t)(u % w) * b->Cp;
         for (; wstart < want; wstart++)
             window_pop(t->sorted, t->ring, w, b->Cp, C, wstart, t->count);
@@ -662,6 +840,8 @@ rpp_status rpp_bank_close_track(rpp_bank *b, int32_t slot, rpp_event *events, in
     }
     for (int32_t c = 0; c < C; c++)
         if (t->seg_open[c]) ne = segment_close(t, slot, c, cfg->top_k, events, ne);
+    hash_del(b, slot);
+    freemap_set_free(&b->map, slot);
     free(t);
     b->slots[slot] = NULL;
     b->num_tracks--;

@@ -1,35 +1,26 @@
-"""The step-backend protocol of the online scorer and the registry that picks one by name.
+"""The registry of step backends: pick one by name, list those installed.
 
-A backend runs one RecLNet *step* for N live tracks: per-stream features
-``[N, D]`` and packed states ``[N, S]`` in, probabilities ``[N, C+1]`` and new
-states out. Backends are chosen by name plus options::
+The contract every backend keeps (inputs and outputs checked once, for all of
+them) is :class:`~reclnet.runtime.backends.base.StepRunner`. Backends are chosen
+by name plus options::
 
     runner = load_backend("onnxruntime", model="model/step.onnx", providers=["cpu"])
     runner = load_backend("torch", checkpoint="runs/best.pt")
+    runner = load_backend("tensorrt", engine="model/step.engine")
 
 Each backend lives in ``reclnet.runtime.backends.<name>`` and is imported only
 when chosen, so the heavy import (torch, onnxruntime, tensorrt) happens only
-then. Runners own sessions or device memory, so they are context managers.
-
-Device-resident state
----------------------
-A runner whose ``device_resident`` is True may return, instead of a host array,
-an opaque *state handle* living on its device; the scorer passes that handle
-back unchanged as the next ``state`` while the batch of tracks is the same
-(same slots in the same order, no new track), so states never leave the device
-in the steady state. Whenever the batch changes the scorer calls
-``fetch_state(handle)`` for a host copy and goes through host rows.
+then; :func:`available_backends` only looks the packages up, importing none.
+Runners own sessions or device memory, so they are context managers.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+import importlib.util
+from typing import Any
 
-import numpy as np
-
-from reclnet.config import PostprocessConfig, RecLNetConfig
+from .base import BackendError, StepRunner
 
 __all__ = ["BACKENDS", "BackendError", "StepRunner", "available_backends", "load_backend"]
 
@@ -37,73 +28,42 @@ __all__ = ["BACKENDS", "BackendError", "StepRunner", "available_backends", "load
 BACKENDS: dict[str, str] = {
     "torch": "reclnet.runtime.backends.torch.loader",
     "onnxruntime": "reclnet.runtime.backends.onnxruntime.loader",
-    "tensorrt": "reclnet.runtime.backends.trt_adapter",
+    "tensorrt": "reclnet.runtime.backends.tensorrt.loader",
+}
+
+# name -> top-level packages a backend needs: all of the first tuple, and one of each
+# further tuple (TensorRT takes its device memory from cuda-python or pycuda).
+_REQUIRES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "torch": (("torch",),),
+    "onnxruntime": (("onnxruntime",),),
+    "tensorrt": (("tensorrt",), ("cuda", "pycuda")),
 }
 
 
-class BackendError(RuntimeError):
-    """A backend cannot be loaded (unknown name, missing package, bad option or model)."""
-
-
-@runtime_checkable
-class StepRunner(Protocol):
-    """What the scorer needs from a backend.
-
-    Attributes
-    ----------
-    name : str
-        Backend name (``"torch"``, ``"onnxruntime"``, ...).
-    config : RecLNetConfig
-        The model's configuration (modalities and sizes).
-    postprocess : PostprocessConfig
-        Post-processing defaults stored with the model (sidecar), or the defaults.
-    device_resident : bool
-        True when :meth:`step` returns state handles that stay on a device.
-    """
-
-    name: str
-    config: RecLNetConfig
-    postprocess: PostprocessConfig
-    device_resident: bool
-
-    def step(self, features: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
-        """One frame for N tracks.
-
-        Parameters
-        ----------
-        features : dict[str, np.ndarray]
-            float32 ``[N, D_modality]`` per stream of ``config.modalities``.
-        state : np.ndarray or handle
-            float32 ``[N, S]`` host array, or a handle returned by a previous step.
-
-        Returns
-        -------
-        probs : np.ndarray
-            float32 ``[N, C+1]`` on the host.
-        state : np.ndarray or handle
-            The new states (float32 ``[N, S]`` or a device handle).
-        """
-        ...
-
-    def fetch_state(self, state: Any) -> np.ndarray:
-        """Host copy (float32 ``[N, S]``) of a state returned by :meth:`step`."""
-        ...
-
-    def close(self) -> None:
-        """Release sessions and device memory (idempotent)."""
-        ...
+def _installed(package: str) -> bool:
+    # A top-level name only: find_spec of "a.b" would import "a".
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def available_backends() -> list[str]:
-    """Backends whose packages import on this machine (tries each import)."""
-    probes = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+    """Backends whose packages are installed here (looked up, not imported).
+
+    Returns
+    -------
+    list of str
+        Names of :data:`BACKENDS`, in its order. A listed backend may still fail
+        to load (no GPU, a broken install): :func:`load_backend` says why.
+    """
     out = []
-    for name, module in probes.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            continue
-        out.append(name)
+    for name, groups in _REQUIRES.items():
+        first, *alternatives = groups
+        if all(_installed(p) for p in first) and all(
+            any(_installed(p) for p in group) for group in alternatives
+        ):
+            out.append(name)
     return out
 
 
@@ -135,40 +95,3 @@ def load_backend(name: str, **options: Any) -> StepRunner:
     except ImportError as exc:
         raise BackendError(f"backend {name!r} is not available: {exc}") from exc
     return loader.load(**options)
-
-
-def check_step_outputs(
-    config: RecLNetConfig, n: int, probs: np.ndarray, state: np.ndarray | None
-) -> None:
-    """Raise BackendError unless a step returned ``[n, C+1]`` probs (and ``[n, S]`` states)."""
-    if probs.shape != (n, config.num_classes) or probs.dtype != np.float32:
-        raise BackendError(
-            f"backend returned probs {probs.dtype}{list(probs.shape)}, "
-            f"expected float32[{n}, {config.num_classes}]"
-        )
-    if state is not None and (state.shape != (n, config.state_size) or state.dtype != np.float32):
-        raise BackendError(
-            f"backend returned state {state.dtype}{list(state.shape)}, "
-            f"expected float32[{n}, {config.state_size}]"
-        )
-
-
-class RunnerBase:
-    """Context-manager plumbing shared by the runners."""
-
-    name = "base"
-    device_resident = False
-    config: RecLNetConfig
-    postprocess: PostprocessConfig
-
-    def fetch_state(self, state: Any) -> np.ndarray:
-        return np.asarray(state)
-
-    def close(self) -> None:  # pragma: no cover - overridden when there is something to free
-        pass
-
-    def __enter__(self) -> RunnerBase:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -4,14 +4,29 @@ Wires a frame source, person tracks (a MOTChallenge file, OpenCV's HOG
 detector or a user's ONNX detector + the norfair tracker), the flow image, the
 exported feature networks and the step model into :class:`OnlineScorer`, and
 writes the events (JSON Lines, flushed per event), an overlay video and a
-timeline plot. End of stream, Ctrl-C and a lost camera all end cleanly: every
-live track is ended so the events of open segments are written, and the
-scorer's live state is saved first when ``--snapshot`` is given.
+timeline plot. End of stream, Ctrl-C, SIGTERM (``docker stop``, systemd) and a
+lost camera all end cleanly: every live track is ended so the events of open
+segments are written first; the scorer's live state (``--snapshot``) is taken
+before the tracks end but moved to its path only after the events are safe,
+and a failing snapshot or plot is reported (exit 1) after them. Output paths
+are checked before anything is opened (:mod:`.output_paths`): none may be an
+input, a model artifact or anything but a regular file or a new path.
+
+Test hooks (environment variables, for the test suite; not a user interface):
+
+* ``RECLNET_TEST_SIGNAL_AT_FRAME=K[:SIGNAME]`` raises the signal (SIGINT by
+  default) in the process itself right after the K-th frame is processed, so an
+  interruption lands at a known frame without any sleeping;
+* ``RECLNET_TEST_HOLD_AT_FRAME=K`` after the K-th frame prints
+  ``reclnet stream: test hook: holding after frame K`` on stderr and waits for a
+  stop request (SIGINT / SIGTERM), so a test can send a real signal from
+  outside to a process known to be mid-stream.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -24,13 +39,22 @@ EPILOG = """\
 persons: --tracks FILE (MOTChallenge lines: frame,id,left,top,width,height[,conf,...],
 1-based frames) or --detector MODEL.onnx (input [1,3,H,W] RGB in [0,1]; output [K,6] or
 [1,K,6] rows x1,y1,x2,y2,score,class in input pixels, class 0 = person); default: OpenCV's
-HOG people detector. Exit status: 0 at the end of the stream or on Ctrl-C, 1 when the source
-fails (corrupt file, lost camera) after the pending events were written, 2 on bad arguments.
+HOG people detector. Exit status: 0 at the end of the stream, on Ctrl-C or SIGTERM; 1 when
+the source fails (corrupt file, lost camera) or an output cannot be written, after the pending
+events were written; 2 on bad arguments (one line on stderr). An output may not be an input, a
+file of the model directory, or an existing non-regular file (FIFO, device, folder).
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one line naming the problem (exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="reclnet stream",
         description="Localize actions of the people in a video, camera or stream, online.",
         epilog=EPILOG,
@@ -61,7 +85,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="HOG: upscale frames (2 finds more people, ~7x slower)",
     )
-    p.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames")
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=DEFAULT_DETECT_EVERY,
+        help=f"run the detector every N frames, the tracker predicts between "
+        f"(default {DEFAULT_DETECT_EVERY})",
+    )
+    p.add_argument(
+        "--feature-precision",
+        default="auto",
+        choices=["auto", "fp32", "int8"],
+        help="feature networks: features_<m>.int8.onnx (int8), features_<m>.onnx (fp32), "
+        "or the INT8 copy when exported (auto, default)",
+    )
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run the stages one after another in one thread (default: pipelined, "
+        "decode | detect + track | flow + features | step + outputs run concurrently)",
+    )
+    p.add_argument(
+        "--realtime",
+        action="store_true",
+        help="replay a file at its frame rate and, like a camera, drop the frames "
+        "processing cannot keep up with (default for files: every frame is processed)",
+    )
     p.add_argument("--lookahead", type=int, default=None, help="median lookahead (frames of delay)")
     p.add_argument("--threshold", type=float, default=None, help="segment score threshold")
     p.add_argument("--max-age", type=int, default=10, help="end a track unseen for N frames")
@@ -73,29 +122,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@contextmanager
-def stop_on_sigint():
-    """Turn the first Ctrl-C into a request to stop after the current frame.
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+#: HOG costs ~95 ms a frame on 2 cores: on every 5th frame (its own pipeline stage,
+#: overlapping the features) it leaves the frame budget of a 25 fps camera to the rest,
+#: and the tracker's predictions keep the people found per frame (bench_stream reports both).
+DEFAULT_DETECT_EVERY = 5
 
-    Yields a callable telling whether a stop was requested. A second Ctrl-C
-    interrupts at once. Outside the main thread signals cannot be caught and
-    nothing is installed.
+
+@contextmanager
+def stop_on_signals():
+    """Turn the first SIGINT (Ctrl-C) or SIGTERM into a request to stop after the current frame.
+
+    Yields a callable returning the name of the signal that asked to stop
+    (``"Ctrl-C"``, ``"SIGTERM"``) or None. A second signal interrupts at once
+    (:class:`KeyboardInterrupt`). Outside the main thread signals cannot be
+    caught and nothing is installed.
     """
-    state = {"stop": False}
+    state: dict[str, str | None] = {"stop": None}
     if threading.current_thread() is not threading.main_thread():
         yield lambda: state["stop"]
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if state["stop"]:
+        if state["stop"] is not None:
             raise KeyboardInterrupt
-        state["stop"] = True
+        state["stop"] = STOP_SIGNALS.get(signal.Signals(signum), signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield lambda: state["stop"]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _test_hooks() -> tuple[tuple[int, signal.Signals] | None, int | None]:
+    """The test hooks of the module docstring: ``(signal at (frame, sig), hold at frame)``."""
+    signal_at = hold_at = None
+    spec = os.environ.get("RECLNET_TEST_SIGNAL_AT_FRAME")
+    if spec:
+        frame, _, name = spec.partition(":")
+        signal_at = (int(frame), signal.Signals[name or "SIGINT"])
+    spec = os.environ.get("RECLNET_TEST_HOLD_AT_FRAME")
+    if spec:
+        hold_at = int(spec)
+    return signal_at, hold_at
 
 
 def class_names_of(artifact: Any) -> list[str]:
@@ -128,6 +199,8 @@ class _Progress:
             self._progress.start()
         self._t0 = time.perf_counter()
         self._n = 0
+        #: The live drop buffer (:class:`LatestFrames`), whose drops the line shows.
+        self.latest: Any = None
 
     def update(self, out: Any, pipeline: Any) -> None:
         self._n += 1
@@ -137,6 +210,8 @@ class _Progress:
             fps = self._n / max(time.perf_counter() - self._t0, 1e-9)
             ms = " ".join(f"{k} {1e3 * v:.0f}" for k, v in out.seconds.items() if v >= 5e-4)
             info = f"{fps:.1f} fps | {len(out.tracks)} tracks | {len(pipeline.events)} events | ms: {ms}"
+            if self.latest is not None:
+                info += f" | dropped {self.latest.dropped}"
             self._progress.update(self._task, completed=self._n, info=info)
         for event in out.events:
             self._progress.console.print(_event_line(event))
@@ -152,13 +227,45 @@ def _event_line(e: dict[str, Any]) -> str:
     return f"{e['kind'].upper():5} track {e['track_id']:>3} {e['action']:<16} {span:<18} score {e['score']:.3f}"
 
 
+def _check_arguments(args: argparse.Namespace) -> str | None:
+    """The first out-of-range option as a one-line message, or None."""
+    checks = [
+        ("--max-frames", args.max_frames, lambda v: v >= 1, ">= 1"),
+        ("--threads", args.threads, lambda v: v >= 1, ">= 1"),
+        ("--feature-scale", args.feature_scale, lambda v: 0 < v <= 4, "in (0, 4]"),
+        ("--hog-upscale", args.hog_upscale, lambda v: 0 < v <= 8, "in (0, 8]"),
+        ("--detect-every", args.detect_every, lambda v: v >= 1, ">= 1"),
+        ("--lookahead", args.lookahead, lambda v: v >= 0, ">= 0"),
+        ("--threshold", args.threshold, lambda v: 0 <= v <= 1, "in [0, 1]"),
+        ("--max-age", args.max_age, lambda v: v >= 0, ">= 0"),
+        ("--retries", args.retries, lambda v: v >= 0, ">= 0"),
+        ("--backoff", args.backoff, lambda v: 0 <= v <= 3600, "in [0, 3600] seconds"),
+    ]
+    for option, value, ok, what in checks:
+        # float options: NaN fails every comparison, so it is refused too.
+        if value is not None and not ok(value):
+            return f"{option} must be {what}, got {value}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``reclnet stream``; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.max_frames is not None and args.max_frames < 1:
-        print("reclnet stream: --max-frames must be >= 1", file=sys.stderr)
+    problem = _check_arguments(args)
+    if problem is not None:
+        print(f"reclnet stream: error: {problem}", file=sys.stderr)
         return 2
     return run_stream(args)
+
+
+def _file_source(spec: str) -> Path | None:
+    """The path of a file source (None for a camera index or a URL)."""
+    from reclnet.runtime.camera.source import NETWORK_SCHEMES, parse_source
+
+    parsed = parse_source(spec)
+    if isinstance(parsed, int) or parsed.startswith(NETWORK_SCHEMES):
+        return None
+    return Path(parsed)
 
 
 def run_stream(args: argparse.Namespace) -> int:
@@ -168,7 +275,9 @@ def run_stream(args: argparse.Namespace) -> int:
     from reclnet.runtime.artifacts import ArtifactError
     from reclnet.runtime.backends import BackendError, load_backend
     from reclnet.runtime.camera.events_io import EventWriter
-    from reclnet.runtime.camera.features import FeatureNetwork
+    from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path
+    from reclnet.runtime.camera.live import LatestFrames, PacedFrames
+    from reclnet.runtime.camera.output_paths import OutputPathError, check_outputs, place_file
     from reclnet.runtime.camera.persons import (
         HogPersonDetector,
         MotFormatError,
@@ -194,10 +303,34 @@ def run_stream(args: argparse.Namespace) -> int:
         return status
 
     model_dir: Path = args.model
+    try:
+        # Before anything is opened: no output may destroy an input or a model artifact.
+        check_outputs(
+            {
+                "the source video": _file_source(args.source),
+                "the --tracks input": args.tracks,
+                "the --detector model": args.detector,
+            },
+            {
+                "--events": args.events,
+                "--render": args.render,
+                "--timeline": args.timeline,
+                "--snapshot": args.snapshot,
+                "--save-tracks": args.save_tracks,
+            },
+            protected_dirs=[model_dir],
+        )
+    except OutputPathError as exc:
+        return fail(f"error: {exc}")
+    try:
+        signal_at, hold_at = _test_hooks()
+    except (ValueError, KeyError) as exc:
+        return fail(f"error: bad RECLNET_TEST_* hook variable: {exc}")
     step_path = model_dir / ("step.int8.onnx" if args.int8 else "step.onnx")
     if not step_path.is_file():
         return fail(f"{step_path} not found (export the model with `reclnet export`)")
     status = 0
+    errors: list[str] = []  # output failures, reported after the events are safe
     with ExitStack() as stack:
         try:
             runner = stack.enter_context(
@@ -205,14 +338,19 @@ def run_stream(args: argparse.Namespace) -> int:
             )
             modalities = list(runner.config.modalities)
             features = {}
+            # Pipelined, the stages share the cores: one intra-op thread per feature
+            # session unless asked otherwise (more oversubscribes them; measured in bench_stream).
+            feature_threads = (
+                args.threads if args.threads is not None else (None if args.sequential else 1)
+            )
             for modality in modalities:
-                path = model_dir / f"features_{modality}.onnx"
+                path = feature_network_path(model_dir, modality, args.feature_precision)
                 if not path.is_file():
                     return fail(
                         f"{path} not found: export the feature networks with "
                         f"`reclnet export CHECKPOINT --out {model_dir} --features`"
                     )
-                net = stack.enter_context(FeatureNetwork(path, threads=args.threads))
+                net = stack.enter_context(FeatureNetwork(path, threads=feature_threads))
                 if net.dim is not None and net.dim != runner.config.modalities[modality]:
                     return fail(
                         f"{path.name} gives {net.dim}-d features but the step model's "
@@ -232,7 +370,8 @@ def run_stream(args: argparse.Namespace) -> int:
             return fail(str(exc), 1)
         try:
             if args.tracks is not None:
-                persons: Any = MotPersons(read_mot(args.tracks))
+                tracks_file = read_mot(args.tracks, frame_size=(source.width, source.height))
+                persons: Any = MotPersons(tracks_file)
             else:
                 detector: Any = (
                     OnnxPersonDetector(args.detector)
@@ -248,20 +387,28 @@ def run_stream(args: argparse.Namespace) -> int:
             return fail(str(exc))
 
         timer = StageTimer()
-        scorer = OnlineScorer(
-            TimedRunner(runner, timer),
-            lookahead=args.lookahead,
-            threshold=args.threshold,
-            max_age=args.max_age,
-            video=Path(str(args.source)).stem or "stream",
-        )
+        try:
+            scorer = OnlineScorer(
+                TimedRunner(runner, timer),
+                lookahead=args.lookahead,
+                threshold=args.threshold,
+                max_age=args.max_age,
+                video=Path(str(args.source)).stem or "stream",
+            )
+        except ValueError as exc:
+            return fail(f"error: {exc}")
         class_names = class_names_of(runner.artifact)
-        events = EventWriter(args.events) if args.events else None
-        render = (
-            VideoWriter(args.render, source.fps, source.width, source.height)
-            if args.render
-            else None
-        )
+        try:
+            render = (
+                stack.enter_context(
+                    VideoWriter(args.render, source.fps, source.width, source.height)
+                )
+                if args.render
+                else None
+            )
+            events = stack.enter_context(EventWriter(args.events)) if args.events else None
+        except (OSError, ValueError) as exc:
+            return fail(f"error: {exc}")
         history = ScoreHistory() if args.timeline else None
         pipeline = StreamPipeline(
             scorer,
@@ -276,72 +423,152 @@ def run_stream(args: argparse.Namespace) -> int:
             render=render,
             history=history,
         )
+        live = bool(getattr(source, "live", False))
+        frames: Any = source
+        latest = None
+        if live or args.realtime:
+            # Never fall behind: keep the newest frame, drop (and count) the rest.
+            frames = PacedFrames(source, source.fps) if not live else source
+            latest = stack.enter_context(LatestFrames(frames, capacity=1, start=False))
+            frames = latest
         track_rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
         progress = _Progress(not args.quiet and sys.stderr.isatty(), args.max_frames)
+        progress.latest = latest
 
-        def on_frame(out: Any) -> None:
-            if args.save_tracks is not None and len(out.tracks):
-                track_rows.append((out.frame, out.tracks.ids, out.tracks.boxes, out.tracks.scores))
-            progress.update(out, pipeline)
-            if not args.quiet and not progress.enabled:
-                for event in out.events:
-                    print(_event_line(event), flush=True)
+        with stop_on_signals() as stop_requested:
 
-        reason = "end of stream"
-        with stop_on_sigint() as stop_requested:
+            def on_frame(out: Any) -> None:
+                if args.save_tracks is not None and len(out.tracks):
+                    track_rows.append(
+                        (out.frame, out.tracks.ids, out.tracks.boxes, out.tracks.scores)
+                    )
+                progress.update(out, pipeline)
+                if not args.quiet and not progress.enabled:
+                    for event in out.events:
+                        print(_event_line(event), flush=True)
+                if signal_at is not None and pipeline.frames == signal_at[0]:
+                    # raise_signal: delivered to this thread before it returns.
+                    signal.raise_signal(signal_at[1])
+                if hold_at is not None and pipeline.frames == hold_at:
+                    print(
+                        f"reclnet stream: test hook: holding after frame {hold_at}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    # A hang guard only: the test sends its signal at once.
+                    deadline = time.monotonic() + 600
+                    while stop_requested() is None and time.monotonic() < deadline:
+                        time.sleep(0.01)
+
+            reason = "end of stream"
+            pending_snapshot: Path | None = None
             try:
                 n = pipeline.run(
-                    source,
+                    frames,
                     max_frames=args.max_frames,
-                    should_stop=stop_requested,
+                    should_stop=lambda: stop_requested() is not None,
                     on_frame=on_frame,
+                    pipelined=not args.sequential,
+                    # Live: short queues, so frames wait in the drop buffer, not in the pipeline.
+                    queue_size=1 if latest is not None else max(2, args.detect_every),
                 )
-                if stop_requested():
-                    reason = "interrupted (Ctrl-C)"
+                if stop_requested() is not None:
+                    reason = f"interrupted ({stop_requested()})"
                 elif args.max_frames is not None and n >= args.max_frames:
                     reason = f"--max-frames {args.max_frames}"
             except VideoSourceError as exc:
                 reason = f"source failed: {exc}"
                 status = 1
+            except OSError as exc:
+                reason = f"writing the outputs failed: {exc}"
+                status = 1
             except KeyboardInterrupt:
-                reason = "interrupted (Ctrl-C twice)"
+                reason = f"interrupted ({stop_requested() or 'Ctrl-C'} twice)"
             finally:
                 progress.close()
                 if args.snapshot is not None:
-                    pipeline.snapshot(args.snapshot)
-                last = pipeline.close()
+                    # The live state before the tracks end, written aside: it is
+                    # placed only once the events of the ending tracks are safe.
+                    aside = args.snapshot.parent / f".{args.snapshot.name}.pending"
+                    try:
+                        pending_snapshot = pipeline.snapshot(aside)
+                    except (OSError, ValueError, TypeError) as exc:
+                        aside.unlink(missing_ok=True)
+                        errors.append(f"cannot write the snapshot {args.snapshot}: {exc}")
+                try:
+                    last = pipeline.close()
+                except OSError as exc:
+                    last = []
+                    errors.append(f"writing the last events failed: {exc}")
                 if not args.quiet:
                     for event in last:
                         print(_event_line(event), flush=True)
+        if pending_snapshot is not None:
+            try:
+                place_file(pending_snapshot, args.snapshot)
+            except OSError as exc:
+                pending_snapshot.unlink(missing_ok=True)
+                errors.append(f"cannot write the snapshot {args.snapshot}: {exc}")
 
         if args.save_tracks is not None:
-            if track_rows:
-                frames = np.concatenate([np.full(len(i), f) for f, i, _, _ in track_rows])
-                write_mot(
-                    args.save_tracks,
-                    frames,
-                    np.concatenate([r[1] for r in track_rows]),
-                    np.concatenate([r[2] for r in track_rows]),
-                    np.concatenate([r[3] for r in track_rows]),
-                )
-            else:
-                args.save_tracks.write_text("")
+            try:
+                if track_rows:
+                    frames = np.concatenate([np.full(len(i), f) for f, i, _, _ in track_rows])
+                    write_mot(
+                        args.save_tracks,
+                        frames,
+                        np.concatenate([r[1] for r in track_rows]),
+                        np.concatenate([r[2] for r in track_rows]),
+                        np.concatenate([r[3] for r in track_rows]),
+                    )
+                else:
+                    args.save_tracks.write_text("")
+            except OSError as exc:
+                errors.append(f"cannot write the tracks {args.save_tracks}: {exc}")
         if history is not None:
-            plot_timeline(
-                history,
-                args.timeline,
-                class_names,
-                events=pipeline.events,
-                threshold=scorer.postprocess.threshold,
-                fps=source.fps,
-                title=f"{Path(str(args.source)).name}: action scores per track",
+            try:
+                plot_timeline(
+                    history,
+                    args.timeline,
+                    class_names,
+                    events=pipeline.events,
+                    threshold=scorer.postprocess.threshold,
+                    fps=source.fps,
+                    title=f"{Path(str(args.source)).name}: action scores per track",
+                )
+            except (OSError, ValueError) as exc:
+                errors.append(f"cannot write the timeline {args.timeline}: {exc}")
+        decode_errors = getattr(source, "decode_errors", 0)
+        if decode_errors and status == 0:
+            print(
+                f"reclnet stream: warning: {decode_errors} of {source.packets} packets of "
+                f"{args.source} had decoding errors (corrupt video data); the frames "
+                f"near them may be damaged",
+                file=sys.stderr,
             )
         if status:
             print(f"reclnet stream: {reason}", file=sys.stderr)
+        for message in errors:
+            print(f"reclnet stream: error: {message}", file=sys.stderr)
+        if errors:
+            status = 1
         # The summary and the latency table, also with --quiet.
+        warning = f", {decode_errors} packets with decoding errors" if decode_errors else ""
         print(
             f"{reason}: {pipeline.frames} frames, {len(pipeline.track_ids_seen)} tracks, "
-            f"{len(pipeline.events)} events"
+            f"{len(pipeline.events)} events{warning}"
         )
-        print(timer.format())
+        if latest is not None:
+            lat = np.asarray(pipeline.latencies, np.float64)
+            latency = (
+                f", capture-to-output latency p50 {1e3 * np.percentile(lat, 50):.0f} ms, "
+                f"p99 {1e3 * np.percentile(lat, 99):.0f} ms (events: + the lookahead)"
+                if len(lat)
+                else ""
+            )
+            print(
+                f"live: {latest.captured} frames captured, {latest.dropped} dropped "
+                f"(processing behind the source){latency}"
+            )
+        print(timer.format(wall_seconds=pipeline.wall_seconds))
     return status

@@ -3,9 +3,13 @@
 The network (export part) takes ``image [1, 3, H, W]`` float32 and ``boxes
 [K, 4]`` float32 ``x1 y1 x2 y2`` in that image's pixels and returns ``[K, D]``;
 how pixels go in is read from its sidecar (``preprocessing``: channel order,
-value range, whether normalization is inside the graph). The
-session is ONNX Runtime's, made by the ONNX Runtime backend module when a
-network is loaded, on the CPU by default.
+value range, whether normalization is inside the graph), and so is which box
+head it has (``box_head``: ``"frame"``, the backbone once per frame and every
+box pooled from its last feature map, or ``"box"``, layer4 run per box) and
+its precision (``"int8"`` for a :func:`reclnet.export.features.quantize_features`
+copy, ``features_<modality>.int8.onnx``). The session is ONNX Runtime's, made
+by the ONNX Runtime backend module when a network is loaded, on the CPU by
+default.
 """
 
 from __future__ import annotations
@@ -17,6 +21,41 @@ from typing import Any
 import numpy as np
 
 from reclnet.runtime.artifacts import load_artifact
+
+__all__ = ["PRECISIONS", "FeatureNetwork", "feature_network_path"]
+
+#: ``--feature-precision`` choices; ``"auto"`` takes the INT8 copy when it was exported.
+PRECISIONS = ("auto", "fp32", "int8")
+
+
+def feature_network_path(
+    model_dir: str | os.PathLike, modality: str, precision: str = "auto"
+) -> Path:
+    """The feature network file of ``modality`` in ``model_dir`` for ``precision``.
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Exported model directory.
+    modality : str
+        ``"rgb"``, ``"flow"``, ...
+    precision : str
+        ``"fp32"`` (``features_<m>.onnx``), ``"int8"`` (``features_<m>.int8.onnx``)
+        or ``"auto"`` (the INT8 copy when present, else the float network).
+
+    Returns
+    -------
+    Path
+        The path (it may not exist for ``"fp32"`` / ``"int8"``: the caller reports it).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown feature precision {precision!r}; choose one of {PRECISIONS}")
+    model_dir = Path(model_dir)
+    fp32 = model_dir / f"features_{modality}.onnx"
+    int8 = model_dir / f"features_{modality}.int8.onnx"
+    if precision == "int8" or (precision == "auto" and int8.is_file()):
+        return int8
+    return fp32
 
 
 class FeatureNetwork:
@@ -67,6 +106,10 @@ class FeatureNetwork:
             raise ValueError(
                 f"{self.path.name}: a feature network needs inputs image and boxes, has {names}"
             )
+        meta = self.artifact.metadata
+        # Sidecars written before the frame head existed have the per-box head.
+        self.head = str(meta.get("box_head", "box"))
+        self.precision = str(meta.get("precision", "fp32"))
         self.output_name = self.session.get_outputs()[0].name
         out_shape = self.session.get_outputs()[0].shape
         self.dim = int(out_shape[-1]) if isinstance(out_shape[-1], int) else None

@@ -17,6 +17,7 @@ Boxes everywhere are float32 ``[K, 4]`` ``x1 y1 x2 y2`` in frame pixels.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,16 +102,47 @@ class MotTracks:
         return self.ids[lo:hi], self.boxes[lo:hi], self.scores[lo:hi]
 
 
-def _parse_mot_line(fields: list[str]) -> tuple[int, int, float, float, float, float, float]:
-    """One line's (frame, id, x, y, w, h, conf); raises ValueError with the reason."""
+# An integer field: digits, optionally written as a float with a zero fraction ("12.0").
+_INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
+INT64_MAX = 2**63 - 1
+# Pixel coordinates beyond this are not boxes (float32, the boxes' dtype, is exact up to 2^24).
+MAX_COORDINATE = 2**24
+
+
+def _parse_int(name: str, text: str, minimum: int) -> int:
+    """An integer field parsed as an integer (never through float: ids above 2^53 stay exact)."""
+    text = text.strip()
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"{name} must be an integer, got {text!r}")
+    value = int(text.split(".")[0])
+    if not minimum <= value <= INT64_MAX:
+        raise ValueError(f"{name} must be an integer in [{minimum}, 2^63 - 1], got {text!r}")
+    return value
+
+
+def _parse_mot_line(
+    fields: list[str], frame_size: tuple[int, int] | None = None
+) -> tuple[int, int, float, float, float, float, float]:
+    """One line's (frame, id, x1, y1, x2, y2, conf); raises ValueError with the reason.
+
+    With ``frame_size`` ``(W, H)`` the box is clipped to the frame and a box
+    that does not overlap it is an error.
+    """
     if len(fields) < 6:
         raise ValueError(
             f"expected at least 6 comma-separated fields "
             f"(frame, id, bb_left, bb_top, bb_width, bb_height), got {len(fields)}"
         )
-    names = ("frame", "id", "bb_left", "bb_top", "bb_width", "bb_height", "conf")
+    text = fields[0].strip()
+    if not _INTEGER.fullmatch(text) or int(text.split(".")[0]) < 1:
+        raise ValueError(
+            f"frame must be an integer >= 1 (MOTChallenge frames are 1-based), got {text!r}"
+        )
+    frame = _parse_int("frame", text, 1)  # the int64 bound
+    track = _parse_int("id", fields[1], 0)
+    names = ("bb_left", "bb_top", "bb_width", "bb_height", "conf")
     values: list[float] = []
-    for name, text in zip(names, fields[:7], strict=False):
+    for name, text in zip(names, fields[2:7], strict=False):
         try:
             value = float(text)
         except ValueError:
@@ -118,20 +150,31 @@ def _parse_mot_line(fields: list[str]) -> tuple[int, int, float, float, float, f
         if not math.isfinite(value):
             raise ValueError(f"{name} is not finite: {text.strip()!r}")
         values.append(value)
-    frame, track = values[0], values[1]
-    if frame != int(frame) or frame < 1:
+    x, y, w, h = values[:4]
+    if w <= 0 or h <= 0:
+        raise ValueError(f"bb_width and bb_height must be > 0, got {w:g} x {h:g}")
+    if max(abs(x), abs(y), w, h) > MAX_COORDINATE:
         raise ValueError(
-            f"frame must be an integer >= 1 (MOTChallenge frames are 1-based), got {fields[0].strip()!r}"
+            f"box (left {x:g}, top {y:g}, width {w:g}, height {h:g}) is beyond "
+            f"{MAX_COORDINATE} pixels: not a pixel box"
         )
-    if track != int(track) or track < 0:
-        raise ValueError(f"id must be an integer >= 0, got {fields[1].strip()!r}")
-    if values[4] <= 0 or values[5] <= 0:
-        raise ValueError(f"bb_width and bb_height must be > 0, got {values[4]:g} x {values[5]:g}")
-    conf = values[6] if len(values) > 6 else -1.0
-    return int(frame), int(track), values[2], values[3], values[4], values[5], conf
+    x2, y2 = x + w, y + h
+    if frame_size is not None:
+        fw, fh = frame_size
+        if x >= fw or y >= fh or x2 <= 0 or y2 <= 0:
+            raise ValueError(
+                f"box (left {x:g}, top {y:g}, width {w:g}, height {h:g}) lies outside "
+                f"the {fw}x{fh} frame"
+            )
+        # Partly outside is common (people entering the frame): keep the visible part.
+        x, y, x2, y2 = max(x, 0.0), max(y, 0.0), min(x2, float(fw)), min(y2, float(fh))
+    conf = values[4] if len(values) > 4 else -1.0
+    return frame, track, x, y, x2, y2, conf
 
 
-def read_mot(path: str | Path, *, max_reported: int = 20) -> MotTracks:
+def read_mot(
+    path: str | Path, *, max_reported: int = 20, frame_size: tuple[int, int] | None = None
+) -> MotTracks:
     """Parse a MOTChallenge tracks file.
 
     Each line is ``frame, id, bb_left, bb_top, bb_width, bb_height[, conf[, x, y, z]]``
@@ -145,6 +188,9 @@ def read_mot(path: str | Path, *, max_reported: int = 20) -> MotTracks:
         The text file.
     max_reported : int
         How many malformed lines the error message lists (all are counted).
+    frame_size : tuple[int, int], optional
+        ``(W, H)`` of the video: boxes are clipped to the frame, and a box
+        lying wholly outside it is a malformed line (tracks of another video).
 
     Returns
     -------
@@ -157,7 +203,8 @@ def read_mot(path: str | Path, *, max_reported: int = 20) -> MotTracks:
         The file does not exist.
     MotFormatError
         Some lines are malformed (too few fields, not a number, not finite,
-        frame < 1, negative id, empty box, the same id twice in a frame); the
+        frame or id not an integer, frame < 1, negative id or one beyond int64,
+        empty box, a box outside the frame, the same id twice in a frame); the
         message names each by its 1-based line number.
     """
     path = Path(path)
@@ -173,7 +220,7 @@ def read_mot(path: str | Path, *, max_reported: int = 20) -> MotTracks:
             if not text or text.startswith("#"):
                 continue
             try:
-                row = _parse_mot_line(text.split(","))
+                row = _parse_mot_line(text.split(","), frame_size)
                 key = (row[0], row[1])
                 if key in seen:
                     raise ValueError(
@@ -195,15 +242,17 @@ def read_mot(path: str | Path, *, max_reported: int = 20) -> MotTracks:
             np.zeros((0, 4), np.float32),
             np.zeros(0, np.float32),
         )
-    table = np.array(rows, dtype=np.float64)
-    order = np.lexsort((table[:, 1], table[:, 0]))
+    # Integers stay integers: through float64, ids above 2^53 would collide.
+    frames = np.array([r[0] for r in rows], dtype=np.int64)
+    ids = np.array([r[1] for r in rows], dtype=np.int64)
+    table = np.array([r[2:] for r in rows], dtype=np.float64)
+    order = np.lexsort((ids, frames))
     table = table[order]
-    x, y, w, h = table[:, 2], table[:, 3], table[:, 4], table[:, 5]
-    conf = table[:, 6]
+    conf = table[:, 4]
     return MotTracks(
-        frames=table[:, 0].astype(np.int64) - 1,
-        ids=table[:, 1].astype(np.int64),
-        boxes=np.stack([x, y, x + w, y + h], axis=1).astype(np.float32),
+        frames=frames[order] - 1,
+        ids=ids[order],
+        boxes=table[:, :4].astype(np.float32),
         scores=np.where(conf < 0, 1.0, conf).astype(np.float32),
     )
 

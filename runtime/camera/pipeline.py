@@ -1,8 +1,16 @@
 """The camera pipeline: decode -> persons -> tracks -> flow -> features -> online scorer -> outputs.
 
-:class:`StreamPipeline` runs one frame at a time through the stages, timing
-each (:class:`StageTimer`), and hands the scorer's events to the events file,
-the overlay video and the timeline history as they happen. It is a context
+:class:`StreamPipeline` runs frames through the stages, timing each
+(:class:`StageTimer`), and hands the scorer's events to the events file, the
+overlay video and the timeline history as they happen. :meth:`StreamPipeline.process`
+runs one frame through every stage in the caller's thread; :meth:`StreamPipeline.run`
+with ``pipelined=True`` (what ``reclnet stream`` does) runs four groups of
+stages concurrently on consecutive frames, joined by bounded queues: decode |
+detect + track | flow + features | step + post-processing + output (the
+last in the caller's thread). Each group keeps its own state and sees every
+frame in order, so the pipelined run computes exactly what the sequential
+one does; only the throughput changes (that of the slowest group, not the
+sum: numpy, OpenCV and ONNX Runtime release the GIL while they work). It is a context
 manager: leaving it (end of stream, Ctrl-C, a lost camera, an error) ends every
 live track, so the events of open segments are flushed, and closes the
 outputs. The feature networks, the optical flow and the step backend are
@@ -12,7 +20,10 @@ the same call signatures.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reclnet.runtime.backends import StepRunner
 from reclnet.runtime.camera.events_io import EventWriter
 from reclnet.runtime.camera.persons import Detections, MotTracks
 from reclnet.runtime.camera.render import VideoWriter, draw_overlay
@@ -30,6 +42,26 @@ from reclnet.runtime.camera.timeline import ScoreHistory
 from reclnet.runtime.camera.tracking import PersonTracker, Tracks
 
 STAGES = ("decode", "detect", "track", "flow", "features", "step", "postproc", "output")
+
+# How often a blocked stage looks whether the run has stopped, and how long the
+# caller waits for a stage to finish its frame when the run ends.
+_POLL_S = 0.05
+_JOIN_S = 30.0
+
+
+class _EndOfStream:
+    """The marker a stage passes on when its input has ended."""
+
+
+_END = _EndOfStream()
+
+
+@dataclass
+class _Failure:
+    """An exception of a worker stage, carried to the caller's thread."""
+
+    exc: BaseException
+
 
 # (image uint8 [H, W, 3], boxes float32 [K, 4] in that image's pixels) -> float32 [K, D]
 FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -63,6 +95,12 @@ class StageTimer:
         if stage not in self._current:
             raise KeyError(f"unknown stage {stage!r}; stages: {self.stages}")
         self._current[stage] += seconds
+
+    def merge(self, clock: FrameClock) -> None:
+        """Add a :class:`FrameClock`'s seconds to the current frame."""
+        for stage, seconds in clock.seconds.items():
+            if seconds:
+                self.add(stage, seconds)
 
     def end_frame(self) -> dict[str, float]:
         """Close the current frame; returns its per-stage seconds."""
@@ -108,30 +146,77 @@ class StageTimer:
         rows[-1]["fps"] = float(len(table) / grand) if grand > 0 else 0.0
         return rows
 
-    def format(self) -> str:
-        """The summary as a text table."""
+    def format(self, wall_seconds: float | None = None) -> str:
+        """The summary as a text table.
+
+        With ``wall_seconds`` (the run's wall-clock time) the last line gives
+        the frames per second actually reached, which for a pipelined run is
+        above frames / (sum of the stages).
+        """
         lines = [f"{'stage':<10} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9} {'share':>7}"]
         for r in self.summary():
             lines.append(
                 f"{r['stage']:<10} {r['mean_ms']:>9.2f} {r['p50_ms']:>9.2f} "
                 f"{r['p99_ms']:>9.2f} {100 * r['share']:>6.1f}%"
             )
-        if self.frames:
+        if self.frames and wall_seconds:
+            lines.append(
+                f"{self.frames} frames, {self.frames / wall_seconds:.2f} fps end to end "
+                f"({self.summary()[-1]['fps']:.2f} fps if the stages ran one after another)"
+            )
+        elif self.frames:
             lines.append(f"{self.frames} frames, {self.summary()[-1]['fps']:.2f} fps end to end")
         return "\n".join(lines)
 
 
-class TimedRunner:
-    """A step backend that reports each ``step`` call's time to a :class:`StageTimer`.
+class FrameClock:
+    """The stage seconds of one frame, for stages that run in another thread.
 
-    Everything else is delegated, so :class:`OnlineScorer` sees the wrapped
-    runner unchanged; the scorer's remaining time is its post-processing.
+    Called and added to like a :class:`StageTimer` (the persons callables take
+    either), so a worker thread never touches the shared timer: the thread
+    that finishes the frame adds these seconds to it (:meth:`StageTimer.merge`).
     """
 
-    def __init__(self, runner: Any, timer: StageTimer) -> None:
+    def __init__(self, stages: Iterable[str] = STAGES) -> None:
+        self.seconds = dict.fromkeys(stages, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Add ``seconds`` to ``stage`` of this frame."""
+        if stage not in self.seconds:
+            raise KeyError(f"unknown stage {stage!r}; stages: {list(self.seconds)}")
+        self.seconds[stage] += seconds
+
+
+class TimedRunner(StepRunner):
+    """A step backend that reports each ``step`` call's time to a :class:`StageTimer`.
+
+    A :class:`StepRunner` itself (what :class:`OnlineScorer` requires) whose
+    :meth:`step` times the wrapped runner's :meth:`StepRunner.step`, which
+    checks the inputs and outputs; everything else is delegated, so the scorer
+    sees the wrapped runner unchanged and its remaining time is its
+    post-processing. Closing it leaves the wrapped runner open (its owner closes it).
+    """
+
+    def __init__(self, runner: StepRunner, timer: StageTimer) -> None:
         self._runner = runner
         self._timer = timer
         self.step_seconds = 0.0
+        # The contract's attributes, copied: StepRunner declares them on the class.
+        self.name = runner.name
+        self.config = runner.config
+        self.postprocess = runner.postprocess
+        self.device_resident = runner.device_resident
+        self.max_tracks = runner.max_tracks
+        self.max_tracks_origin = runner.max_tracks_origin
+        self.max_tracks_hint = runner.max_tracks_hint
 
     def step(self, features: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
         t0 = time.perf_counter()
@@ -142,7 +227,16 @@ class TimedRunner:
             self.step_seconds += dt
             self._timer.add("step", dt)
 
+    def _step(self, features: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+        return self._runner.step(features, state)  # pragma: no cover - step() is overridden
+
+    def fetch_state(self, state: Any) -> np.ndarray:
+        return self._runner.fetch_state(state)
+
     def __getattr__(self, name: str) -> Any:
+        # Only for what the instance lacks (artifact, ...); __init__ sets _runner first.
+        if name == "_runner":
+            raise AttributeError(name)
         return getattr(self._runner, name)
 
 
@@ -152,7 +246,7 @@ class MotPersons:
     def __init__(self, tracks: MotTracks) -> None:
         self.tracks = tracks
 
-    def __call__(self, frame: Frame, timer: StageTimer) -> Tracks:
+    def __call__(self, frame: Frame, timer: StageTimer | FrameClock) -> Tracks:
         with timer("track"):
             ids, boxes, scores = self.tracks.at(frame.index)
             return Tracks(ids.copy(), boxes.copy(), scores.copy())
@@ -183,10 +277,14 @@ class DetectAndTrack:
         self.detector = detector
         self.tracker = tracker
         self.detect_every = int(detect_every)
+        # Frames seen, not frame indices: a live source that drops frames leaves gaps
+        # in the indices, and the schedule must still detect every n-th processed frame.
+        self._seen = 0
 
-    def __call__(self, frame: Frame, timer: StageTimer) -> Tracks:
+    def __call__(self, frame: Frame, timer: StageTimer | FrameClock) -> Tracks:
+        seen, self._seen = self._seen, self._seen + 1
         with timer("detect"):
-            if frame.index % self.detect_every == 0:
+            if seen % self.detect_every == 0:
                 dets = self.detector(frame.image)
             else:
                 dets = None
@@ -264,8 +362,14 @@ class StreamPipeline:
     history : ScoreHistory, optional
         Records every track's probabilities for the timeline.
     min_box : float
-        Tracks whose box is smaller than this (pixels, either side) in the
-        frame are not scored this frame (a box clipped at the border).
+        Boxes are clipped to the frame; tracks whose clipped box is smaller
+        than this (pixels, either side) or not finite are not scored this
+        frame.
+    clock : callable
+        The clock of :attr:`Frame.captured` (``time.monotonic``, what
+        :class:`~reclnet.runtime.camera.source.LatestFrames` stamps with):
+        each frame that has a capture time adds ``clock() - captured`` after
+        its outputs to :attr:`latencies`.
     """
 
     def __init__(
@@ -283,6 +387,7 @@ class StreamPipeline:
         render: VideoWriter | None = None,
         history: ScoreHistory | None = None,
         min_box: float = 4.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         modalities = list(scorer.config.modalities)
         if list(features) != modalities:
@@ -314,6 +419,11 @@ class StreamPipeline:
         self._closed = False
         self._t_last = time.perf_counter()
         self.fps_measured = 0.0
+        self.clock = clock
+        #: Capture-to-output seconds of the last frames that carry a capture time (live).
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        #: Wall-clock seconds spent in :meth:`run`.
+        self.wall_seconds = 0.0
 
     # ------------------------------------------------------------ events
     def _emit(self, events: Iterable[Any], frame: int) -> list[dict[str, Any]]:
@@ -331,21 +441,24 @@ class StreamPipeline:
         self.events += out
         return out
 
-    # ------------------------------------------------------------ frames
-    def process(self, frame: Frame) -> FrameOutput:
-        """Run one decoded frame through every stage (decode time is the caller's)."""
-        if self._closed:
-            raise RuntimeError("StreamPipeline is closed")
-        timer = self.timer
+    # ------------------------------------------------------------ stages
+    def _persons_stage(self, frame: Frame, timer: StageTimer | FrameClock) -> Tracks:
+        """Detect + track (or read the tracks file); boxes bounded by the frame."""
         tracks = self.persons(frame, timer)
         h, w = frame.image.shape[:2]
-        keep = (tracks.boxes[:, 2] - tracks.boxes[:, 0] >= self.min_box) & (
-            tracks.boxes[:, 3] - tracks.boxes[:, 1] >= self.min_box
-        )
-        if not keep.all():
-            tracks = Tracks(tracks.ids[keep], tracks.boxes[keep], tracks.scores[keep])
-        self.track_ids_seen.update(tracks.ids.tolist())
+        # Boxes are bounded by the frame before anything crops with them (a tracker's
+        # prediction or a tracks file may run far outside, RoIAlign must not).
+        finite = np.isfinite(tracks.boxes).all(axis=1)
+        boxes = np.clip(np.nan_to_num(tracks.boxes), 0, np.array([w, h, w, h], np.float32))
+        keep = finite & (boxes[:, 2] - boxes[:, 0] >= self.min_box)
+        keep &= boxes[:, 3] - boxes[:, 1] >= self.min_box
+        return Tracks(tracks.ids[keep], boxes[keep].astype(np.float32), tracks.scores[keep])
 
+    def _features_stage(
+        self, frame: Frame, tracks: Tracks, timer: StageTimer | FrameClock
+    ) -> dict[str, np.ndarray]:
+        """Flow (from the previous frame) and every modality's features of the tracks."""
+        h, w = frame.image.shape[:2]
         small = frame.image
         if self.feature_scale != 1.0:
             small = cv2.resize(
@@ -370,7 +483,14 @@ class StreamPipeline:
                 else:
                     size = self.scorer.config.modalities[stream]
                     feats[stream] = np.zeros((0, size), np.float32)
+        return feats
 
+    def _score_stage(
+        self, frame: Frame, tracks: Tracks, feats: dict[str, np.ndarray]
+    ) -> FrameOutput:
+        """Step + post-processing (the scorer) and the outputs; times go to ``self.timer``."""
+        timer = self.timer
+        self.track_ids_seen.update(tracks.ids.tolist())
         t0 = time.perf_counter()
         step0 = self.scorer.runner.step_seconds
         result = self.scorer.update(frame.index, tracks.ids, feats, tracks.boxes)
@@ -404,7 +524,18 @@ class StreamPipeline:
         self._t_last = time.perf_counter()
         self.frames += 1
         self.last_frame = frame.index
+        if frame.captured is not None:
+            self.latencies.append(self.clock() - frame.captured)
         return FrameOutput(frame.index, tracks, result.probs, events)
+
+    # ------------------------------------------------------------ frames
+    def process(self, frame: Frame) -> FrameOutput:
+        """Run one decoded frame through every stage (decode time is the caller's)."""
+        if self._closed:
+            raise RuntimeError("StreamPipeline is closed")
+        tracks = self._persons_stage(frame, self.timer)
+        feats = self._features_stage(frame, tracks, self.timer)
+        return self._score_stage(frame, tracks, feats)
 
     def run(
         self,
@@ -413,13 +544,60 @@ class StreamPipeline:
         max_frames: int | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         on_frame: Callable[[FrameOutput], None] | None = None,
+        pipelined: bool = False,
+        queue_size: int = 2,
     ) -> int:
         """Process frames until the source ends, ``max_frames`` or ``should_stop()``.
 
         Decode time (the iterator's) is recorded in the ``decode`` stage.
         Returns the number of frames processed; call :meth:`close` (or leave
-        the ``with`` block) to flush.
+        the ``with`` block) to flush. ``wall_seconds`` holds the run's
+        wall-clock time afterwards.
+
+        Parameters
+        ----------
+        frames : iterable of Frame
+            The source (a file, or a :class:`~reclnet.runtime.camera.source.LatestFrames`
+            for a live source that must not fall behind).
+        max_frames : int, optional
+            Stop after this many frames.
+        should_stop : callable
+            Checked before each frame; true ends the run after the current frame.
+        on_frame : callable, optional
+            Called with each frame's :class:`FrameOutput`, in the caller's thread.
+        pipelined : bool
+            Run decode | detect + track | flow + features concurrently in three
+            worker threads, the scoring and outputs in the caller's thread. The
+            frames, tracks, features and events are those of the sequential run.
+        queue_size : int
+            Frames each queue between two stage groups holds (bounded memory:
+            at most about ``3 * (queue_size + 1)`` frames are in flight).
+
+        Raises
+        ------
+        Exception
+            Whatever the source or a stage raised (a worker's error is raised
+            here, after the frames before it were processed).
         """
+        if self._closed:
+            raise RuntimeError("StreamPipeline is closed")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        t0 = time.perf_counter()
+        try:
+            if pipelined:
+                return self._run_pipelined(frames, max_frames, should_stop, on_frame, queue_size)
+            return self._run_sequential(frames, max_frames, should_stop, on_frame)
+        finally:
+            self.wall_seconds += time.perf_counter() - t0
+
+    def _run_sequential(
+        self,
+        frames: Iterable[Frame],
+        max_frames: int | None,
+        should_stop: Callable[[], bool],
+        on_frame: Callable[[FrameOutput], None] | None,
+    ) -> int:
         iterator = iter(frames)
         done = 0
         while max_frames is None or done < max_frames:
@@ -435,6 +613,114 @@ class StreamPipeline:
             done += 1
             if on_frame is not None:
                 on_frame(out)
+        return done
+
+    def _run_pipelined(
+        self,
+        frames: Iterable[Frame],
+        max_frames: int | None,
+        should_stop: Callable[[], bool],
+        on_frame: Callable[[FrameOutput], None] | None,
+        queue_size: int,
+    ) -> int:
+        stop = threading.Event()
+        decoded: queue.Queue = queue.Queue(queue_size)
+        tracked: queue.Queue = queue.Queue(queue_size)
+        featured: queue.Queue = queue.Queue(queue_size)
+
+        def put(q: queue.Queue, item: Any) -> bool:
+            # Blocks while the next stage is busy, but gives up once the run stops.
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def get(q: queue.Queue) -> Any:
+            while not stop.is_set():
+                try:
+                    return q.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+            return _END
+
+        def decode() -> None:
+            try:
+                iterator = iter(frames)
+                count = 0
+                while max_frames is None or count < max_frames:
+                    clock = FrameClock(self.timer.stages)
+                    t0 = time.perf_counter()
+                    frame = next(iterator, None)
+                    clock.add("decode", time.perf_counter() - t0)
+                    if frame is None or not put(decoded, (frame, clock)):
+                        break
+                    count += 1
+                put(decoded, _END)
+            except BaseException as exc:  # handed to the caller's thread, raised there
+                put(decoded, _Failure(exc))
+
+        def stage(source: queue.Queue, sink: queue.Queue, work: Callable[..., Any]) -> None:
+            try:
+                while True:
+                    item = get(source)
+                    if item is _END or isinstance(item, _Failure):
+                        put(sink, item)
+                        return
+                    if not put(sink, work(*item)):
+                        return
+            except BaseException as exc:
+                put(sink, _Failure(exc))
+
+        def persons(frame: Frame, clock: FrameClock) -> tuple[Frame, FrameClock, Tracks]:
+            return frame, clock, self._persons_stage(frame, clock)
+
+        def features(
+            frame: Frame, clock: FrameClock, tracks: Tracks
+        ) -> tuple[Frame, FrameClock, Tracks, dict[str, np.ndarray]]:
+            return frame, clock, tracks, self._features_stage(frame, tracks, clock)
+
+        workers = [
+            threading.Thread(target=decode, name="reclnet-decode", daemon=True),
+            threading.Thread(
+                target=stage, args=(decoded, tracked, persons), name="reclnet-persons", daemon=True
+            ),
+            threading.Thread(
+                target=stage,
+                args=(tracked, featured, features),
+                name="reclnet-features",
+                daemon=True,
+            ),
+        ]
+        for worker in workers:
+            worker.start()
+        done = 0
+        try:
+            while True:
+                if should_stop():
+                    break
+                try:
+                    item = featured.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, _Failure):
+                    raise item.exc
+                frame, clock, tracks, feats = item
+                self.timer.merge(clock)
+                out = self._score_stage(frame, tracks, feats)
+                out.seconds = self.timer.end_frame()
+                done += 1
+                if on_frame is not None:
+                    on_frame(out)
+        finally:
+            stop.set()
+            for worker in workers:
+                # A stage finishes its current frame first (bounded by the slowest stage).
+                worker.join(timeout=_JOIN_S)
         return done
 
     def snapshot(self, path: str | Path) -> Path:

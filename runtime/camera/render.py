@@ -3,6 +3,13 @@
 :class:`VideoWriter` encodes BGR frames with PyAV (H.264 when FFmpeg has an
 encoder for it, MPEG-4 part 2 otherwise); :func:`draw_overlay` draws one
 frame's tracks on a copy of the image.
+
+MP4 / MOV files are written fragmented (``movflags=frag_keyframe+empty_moov``,
+a keyframe every second, packets flushed as they are muxed): a plain MP4 keeps
+its index in a ``moov`` box written only when the file is closed, so a process
+killed with ``kill -9`` would leave an unreadable file. Fragmented, everything
+up to the last completed fragment (about a second before the kill, plus the
+encoder's few frames of delay) stays playable.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ _PALETTE = [
     (167, 121, 204),
     (255, 255, 255),
 ]
+
+
+# Containers written fragmented so that a killed process leaves a playable file.
+FRAGMENTED_SUFFIXES = (".mp4", ".m4v", ".mov")
 
 
 def track_color(track_id: int) -> tuple[int, int, int]:
@@ -60,15 +71,32 @@ class VideoWriter:
             available = av.codecs_available
             codec = next((c for c in ("libx264", "h264", "mpeg4") if c in available), "mpeg4")
         self.width, self.height = int(width), int(height)
-        self._container = av.open(str(self.path), "w")
-        rate = Fraction(fps).limit_denominator(1001)
-        self._stream = self._container.add_stream(codec, rate=rate)
-        self._stream.width = self.width + self.width % 2
-        self._stream.height = self.height + self.height % 2
-        self._stream.pix_fmt = "yuv420p"
-        if codec in ("libx264", "h264"):
-            # Fast and small: a preview video, not an archive.
-            self._stream.options = {"preset": "veryfast", "crf": "26"}
+        self.fragmented = self.path.suffix.lower() in FRAGMENTED_SUFFIXES
+        options = (
+            {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
+            if self.fragmented
+            else {}
+        )
+        try:
+            self._container = av.open(str(self.path), "w", options=options)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise ValueError(
+                f"cannot write the video {self.path} (unknown extension or unwritable path): {exc}"
+            ) from exc
+        try:
+            rate = Fraction(fps).limit_denominator(1001)
+            self._stream = self._container.add_stream(codec, rate=rate)
+            self._stream.width = self.width + self.width % 2
+            self._stream.height = self.height + self.height % 2
+            self._stream.pix_fmt = "yuv420p"
+            # A keyframe every second: fragments (and seeking) at that granularity.
+            self._stream.codec_context.gop_size = max(1, round(fps))
+            if codec in ("libx264", "h264"):
+                # Fast and small: a preview video, not an archive.
+                self._stream.options = {"preset": "veryfast", "crf": "26"}
+        except BaseException:
+            self._container.close()
+            raise
         self.frames = 0
         self._closed = False
 

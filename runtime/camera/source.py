@@ -3,7 +3,11 @@
 Files are decoded with PyAV, which reports the frame count the container
 declares, so a truncated or corrupt file is detected (fewer frames decoded than
 declared, or no frame at all) and raised as :class:`VideoSourceError` instead of
-ending the stream early without a word. Cameras and network streams go through
+ending the stream early without a word. Corrupted packets inside a file are
+counted (:attr:`FileSource.decode_errors`: packets the decoder refused, frames
+it flagged corrupt, packets whose decoding logged an error while it concealed
+the damage); above ``max_error_fraction`` of the packets the file is an error,
+below it the caller reports a warning. Cameras and network streams go through
 OpenCV's ``VideoCapture``; a live source that stops delivering frames is
 re-opened with exponential backoff and, when every retry fails, raises
 :class:`CameraLostError`.
@@ -23,6 +27,10 @@ import numpy as np
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://")
 NETWORK_SCHEMES = (*LIVE_SCHEMES, "http://", "https://")
+
+
+# More packets with decoding errors than this fraction make a file an error, not a warning.
+MAX_ERROR_FRACTION = 0.05
 
 
 class VideoSourceError(RuntimeError):
@@ -46,11 +54,16 @@ class Frame:
         wall-clock time since opening for live sources).
     image : np.ndarray
         uint8 ``[H, W, 3]``, BGR (OpenCV's channel order), C-contiguous.
+    captured : float or None
+        When the frame was captured, on the clock of the reader that stamped it
+        (:class:`reclnet.runtime.camera.live.LatestFrames`, ``time.monotonic``
+        by default); None for frames nobody stamped (files read in order).
     """
 
     index: int
     time: float
     image: np.ndarray
+    captured: float | None = None
 
 
 class Capture(Protocol):
@@ -88,21 +101,45 @@ class FileSource:
     truncation_tolerance : int
         How many frames fewer than the container declares may be decoded before
         the file is called truncated (some muxers round the declared count).
+    max_error_fraction : float
+        The file is an error when more than this fraction of its packets had
+        decoding errors; below it :attr:`decode_errors` tells the caller to warn.
+
+    Attributes
+    ----------
+    decode_errors : int
+        Packets with decoding errors so far (refused by the decoder, giving a
+        frame flagged corrupt, or logging a decoder error).
+    packets : int
+        Video packets read so far.
 
     Raises
     ------
     VideoSourceError
         On opening: the file is missing, is not a video, or has no video
-        stream. While iterating: a decoding error, no decodable frame, or fewer
+        stream. While iterating: a demuxing error, no decodable frame, more than
+        ``max_error_fraction`` of the packets with decoding errors, or fewer
         frames than the container declares (a truncated or corrupt file). The
         frames decoded before the problem was found have been yielded.
     """
 
     live = False
 
-    def __init__(self, path: str | Path, *, truncation_tolerance: int = 2) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        truncation_tolerance: int = 2,
+        max_error_fraction: float = MAX_ERROR_FRACTION,
+    ) -> None:
         self.path = Path(path)
         self.truncation_tolerance = int(truncation_tolerance)
+        if not 0 <= max_error_fraction <= 1:
+            raise ValueError(f"max_error_fraction must be in [0, 1], got {max_error_fraction}")
+        self.max_error_fraction = float(max_error_fraction)
+        self.decode_errors = 0
+        self.packets = 0
+        self._restore_level: list[int | None] = []
         if not self.path.exists():
             raise VideoSourceError(f"video file {self.path} does not exist")
         if not self.path.is_file():
@@ -128,16 +165,43 @@ class FileSource:
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
+        decoder = self._stream.codec_context.name
+        # FFmpeg conceals most damage (H.264 draws over broken macroblocks) and only
+        # logs it; PyAV's log callback is off by default, so turn it on at ERROR
+        # level while decoding and count the decoder's error lines.
+        level = av.logging.get_level()
+        if level is None or level < av.logging.ERROR:
+            av.logging.set_level(av.logging.ERROR)
+            self._restore_level = [level]
         try:
-            for frame in self._container.decode(self._stream):
-                image = frame.to_ndarray(format="bgr24")
-                t = float(frame.time) if frame.time is not None else index / self.fps
-                yield Frame(index, t, np.ascontiguousarray(image))
-                index += 1
+            with av.logging.Capture(local=False) as logs:
+                seen = 0
+                for packet in self._container.demux(self._stream):
+                    if packet.size == 0:  # the end-of-stream flush packet
+                        decoded = self._decode(packet)
+                    else:
+                        self.packets += 1
+                        decoded = self._decode(packet)
+                        errors = [e for e in logs[seen:] if e[1] == decoder]
+                        seen = len(logs)
+                        if (
+                            decoded is None
+                            or errors
+                            or packet.is_corrupt
+                            or any(f.is_corrupt for f in decoded)
+                        ):
+                            self.decode_errors += 1
+                    for frame in decoded or ():
+                        image = frame.to_ndarray(format="bgr24")
+                        t = float(frame.time) if frame.time is not None else index / self.fps
+                        yield Frame(index, t, np.ascontiguousarray(image))
+                        index += 1
         except av.error.FFmpegError as exc:
             raise VideoSourceError(
                 f"{self.path}: decoding failed after {index} frames (corrupt video data): {exc}"
             ) from exc
+        finally:
+            self._restore_logging()
         if index == 0:
             raise VideoSourceError(
                 f"{self.path}: no frame could be decoded (corrupt or empty video stream)"
@@ -147,9 +211,28 @@ class FileSource:
                 f"{self.path}: decoded only {index} of the {self.declared_frames} frames the "
                 f"container declares: the file is truncated or corrupt"
             )
+        if self.decode_errors > self.max_error_fraction * self.packets:
+            raise VideoSourceError(
+                f"{self.path}: {self.decode_errors} of {self.packets} packets had decoding "
+                f"errors (more than {100 * self.max_error_fraction:g}%): the file is corrupt"
+            )
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame] | None:
+        """The frames of one packet, or None when the decoder refuses it (corrupt data)."""
+        try:
+            return list(packet.decode())
+        except av.error.InvalidDataError:
+            return None
+
+    def _restore_logging(self) -> None:
+        if self._restore_level:
+            av.logging.set_level(self._restore_level.pop())
 
     def close(self) -> None:
         """Release the decoder (idempotent)."""
+        # Logging off first: a decoder thread logging while the container closes
+        # would wait for the GIL that the closing thread holds.
+        self._restore_logging()
         self._container.close()
 
     def __enter__(self) -> FileSource:

@@ -192,6 +192,9 @@ def plot_timeline(
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    finally:
+        # Also when the write fails (full disk): pyplot would keep the figure forever.
+        plt.close(fig)
     return path

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import re
 import zipfile
 from collections import defaultdict
@@ -19,6 +18,8 @@ import numpy as np
 
 from reclnet.paths import ENV_VAR, data_dir
 
+from .safe_pickle import SafePickleError
+from .safe_pickle import load as safe_load
 from .tubes import Tube
 
 __all__ = [
@@ -54,15 +55,20 @@ JHMDB_CLASSES: tuple[str, ...] = (
 )
 
 
-def default_data_dir() -> Path:
+def default_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The data folder of :func:`reclnet.paths.data_dir` (may not exist).
+
+    Parameters
+    ----------
+    explicit : path-like, optional
+        A ``--data`` flag's value; wins over ``RECLNET_DATA`` and the source checkout.
 
     Raises
     ------
     FileNotFoundError
         In an installed package with no ``RECLNET_DATA``: pass the folder explicitly.
     """
-    found = data_dir()
+    found = data_dir(explicit)
     if found is None:
         raise FileNotFoundError(
             f"no data folder: set {ENV_VAR} or pass the folder (e.g. --data DIR)"
@@ -129,12 +135,17 @@ def load_ucf101_24(
     if split not in ("test", "train", "all"):
         raise ValueError(f"split must be 'test', 'train' or 'all', got {split!r}")
     try:
-        with open(path, "rb") as f:
-            data = pickle.load(f)  # noqa: S301 - a public dataset file the user points at
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        # The annotations exist only as a pickle: read with the restricted unpickler,
+        # which admits data (containers, numpy arrays) and never runs code.
+        data = safe_load(path)
+    except OSError as exc:
         raise DatasetError(f"{path}: cannot load UCF101-24 annotations: {exc}") from exc
+    except SafePickleError as exc:
+        raise DatasetError(f"{path}: cannot load UCF101-24 annotations: {exc.problem}") from exc
     if not isinstance(data, dict) or not {"classes", "db"} <= set(data):
         raise DatasetError(f"{path}: expected a dict with 'classes' and 'db'")
+    if not isinstance(data["db"], dict) or not isinstance(data["classes"], list | tuple):
+        raise DatasetError(f"{path}: 'db' must be a dict and 'classes' a list")
     classes = [str(c) for c in data["classes"]]
     db = data["db"]
     if split == "test":
@@ -152,22 +163,34 @@ def load_ucf101_24(
     for video in videos:
         if video not in db:
             raise DatasetError(f"{path}: video {video!r} of the {split} split is not in 'db'")
-        entry = db[video]
-        num_frames[video] = int(entry["numf"])
-        for k, ann in enumerate(entry.get("annotations", [])):
-            sf, ef = int(ann["sf"]), int(ann["ef"])
-            b = np.asarray(ann["boxes"]).astype(np.int64)
-            if b.shape != (ef - sf, 4):
-                raise DatasetError(
-                    f"{path}: {video} tube {k}: boxes shape {b.shape} != ({ef - sf}, 4)"
-                )
-            boxes = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1).astype(np.float32)
-            label = int(ann["label"])
-            if not 0 <= label < len(classes):
-                raise DatasetError(f"{path}: {video} tube {k}: unknown label {label}")
-            tubes.append(Tube(video, label, np.arange(sf, ef, dtype=np.int64), boxes))
+        try:
+            num_frames[video], video_tubes = _ucf_video(path, video, db[video], len(classes))
+        except DatasetError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # a well-formed pickle can still hold the wrong things: name where
+            raise DatasetError(
+                f"{path}: video {video!r}: malformed entry ({type(exc).__name__}: {exc})"
+            ) from exc
+        tubes += video_tubes
     tubes.sort(key=lambda t: (t.video, t.first_frame, t.label))
     return GroundTruth(tubes, classes, num_frames)
+
+
+def _ucf_video(path: Path, video: str, entry: dict, num_classes: int) -> tuple[int, list[Tube]]:
+    """(number of frames, tubes) of one ``db`` entry of the UCF101-24 pickle."""
+    tubes = []
+    for k, ann in enumerate(entry.get("annotations", [])):
+        sf, ef = int(ann["sf"]), int(ann["ef"])
+        b = np.asarray(ann["boxes"]).astype(np.int64)
+        if b.shape != (ef - sf, 4):
+            raise DatasetError(f"{path}: {video} tube {k}: boxes shape {b.shape} != ({ef - sf}, 4)")
+        boxes = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1).astype(np.float32)
+        label = int(ann["label"])
+        if not 0 <= label < num_classes:
+            raise DatasetError(f"{path}: {video} tube {k}: unknown label {label}")
+        tubes.append(Tube(video, label, np.arange(sf, ef, dtype=np.int64), boxes))
+    return int(entry["numf"]), tubes
 
 
 _JHMDB_NAME = re.compile(r"^(?:.*/)?(?P<video>.+)_(?P<frame>\d{5})\.txt$")

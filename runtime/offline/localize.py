@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from reclnet.config import PostprocessConfig
+
 from .tubes import Tube
 
 __all__ = [
@@ -210,11 +212,11 @@ def localize_track(
     scores: np.ndarray,
     frames: np.ndarray | None = None,
     *,
-    window: int = 25,
-    threshold: float = 0.1,
+    window: int = PostprocessConfig.window,
+    threshold: float = PostprocessConfig.threshold,
     close_threshold: float | None = None,
-    top_k: int = 40,
-    min_length: int = 1,
+    top_k: int = PostprocessConfig.top_k,
+    min_length: int = PostprocessConfig.min_length,
     max_gap: int | None = None,
 ) -> list[Segment]:
     """Cut one scored track into scored segments per class (median filter + threshold).
@@ -300,8 +302,8 @@ def viterbi_track(
     *,
     alpha: float = 3.0,
     background: float | np.ndarray | None = None,
-    top_k: int = 40,
-    min_length: int = 1,
+    top_k: int = PostprocessConfig.top_k,
+    min_length: int = PostprocessConfig.min_length,
 ) -> list[Segment]:
     """Temporal trimming by a two-state Viterbi labelling per class (Saha et al., ROAD).
 

@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.config import PostprocessConfig
+
 from .localize import segment_score
 from .tube_geometry import spatial_iou, temporal_iou, tube_iou
 from .tubes import Tube
@@ -557,7 +559,7 @@ class ScoredTrack:
 
 
 def trimmed_detections(
-    tracks: Sequence[ScoredTrack], gt: Sequence[Tube], *, top_k: int = 40
+    tracks: Sequence[ScoredTrack], gt: Sequence[Tube], *, top_k: int = PostprocessConfig.top_k
 ) -> list[Tube]:
     """Detections of the classification-only protocol (paper Table 4).
 
@@ -589,7 +591,7 @@ def evaluate_classification(
     gt: Sequence[Tube],
     *,
     num_classes: int,
-    top_k: int = 40,
+    top_k: int = PostprocessConfig.top_k,
     **kwargs: Any,
 ) -> VideoAPResult:
     """Video-AP of tracks trimmed to the ground-truth intervals (no temporal localization).

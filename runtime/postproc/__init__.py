@@ -1,8 +1,11 @@
 """Online temporal post-processing of track scores: the Python face of the C core.
 
-One responsibility: validate and convert Python/numpy input for the C bank in
-``csrc/`` (bound by the Cython module ``reclnet.runtime.postproc._core``) and hand
-events back as numpy structured arrays. The semantics (running median with
+One responsibility: convert Python/numpy input for the C bank in ``csrc/``
+(bound by the Cython module ``reclnet.runtime.postproc._core``) and hand events
+back as numpy structured arrays. The C core validates every value and the Cython
+layer turns its status codes into :class:`PostprocError`; this facade checks only
+what C cannot see (Python types, integer widths, the score columns it reads) and
+does not repeat C's range checks. The semantics (running median with
 lookahead, threshold segments with hysteresis, top-k scores, gaps, events) are
 documented in ``csrc/include/reclnet/postproc.h``; with ``lookahead = (window -
 1) // 2`` a closed track's segments equal ``reclnet.runtime.offline.localize.localize_track``.
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from reclnet.config import PostprocessConfig
 
 from . import _core
 
@@ -64,7 +69,8 @@ def get_include() -> str:
     raise FileNotFoundError(f"reclnet/postproc.h is neither in {here / 'include'} nor in csrc/")
 
 
-def _int(name: str, value: Any, minimum: int, maximum: int = _I32_MAX) -> int:
+def _int(name: str, value: Any, minimum: int = -(2**31), maximum: int = _I32_MAX) -> int:
+    """``value`` as a Python int of the C parameter's width (int32 unless told)."""
     if isinstance(value, bool):
         raise PostprocError(f"{name} must be an integer, got {value!r}")
     try:
@@ -77,10 +83,22 @@ def _int(name: str, value: Any, minimum: int, maximum: int = _I32_MAX) -> int:
 
 
 def _float(name: str, value: Any) -> float:
-    out = float(value)
-    if not np.isfinite(out):
-        raise PostprocError(f"{name} must be finite, got {value!r}")
-    return out
+    """``value`` as a Python float (the C core checks that it is finite)."""
+    if isinstance(value, bool):
+        raise PostprocError(f"{name} must be a real number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise PostprocError(f"{name} must be a real number, got {value!r}") from None
+
+
+#: The C core's rules for a bank's settings (``rpp_config_check`` in csrc/), quoted in the
+#: error when it refuses them.
+_CONFIG_RULES = (
+    "num_classes >= 1, window >= 1, 0 <= lookahead <= (window - 1) // 2, finite threshold "
+    "and close_threshold (as float32) with close_threshold <= threshold, top_k >= 1, "
+    "min_length >= 1, capacity >= 1"
+)
 
 
 def _scores_2d(scores: Any, name: str, num_classes: int | None = None) -> np.ndarray:
@@ -157,31 +175,38 @@ class SegmentBank:
         self,
         num_classes: int,
         *,
-        window: int = 25,
-        lookahead: int = 0,
-        threshold: float = 0.1,
+        window: int = PostprocessConfig.window,
+        lookahead: int = PostprocessConfig.lookahead,
+        threshold: float = PostprocessConfig.threshold,
         close_threshold: float | None = None,
-        top_k: int = 40,
-        min_length: int = 1,
+        top_k: int = PostprocessConfig.top_k,
+        min_length: int = PostprocessConfig.min_length,
         max_gap: int | None = None,
         capacity: int = 64,
     ) -> None:
-        num_classes = _int("num_classes", num_classes, 1)
-        window = _int("window", window, 1)
-        lookahead = _int("lookahead", lookahead, 0, (window - 1) // 2)
-        threshold = _float("threshold", threshold)
-        close = threshold if close_threshold is None else _float("close_threshold", close_threshold)
-        if np.float32(close) > np.float32(threshold):
-            raise PostprocError(f"close_threshold {close} must not exceed threshold {threshold}")
-        top_k = _int("top_k", top_k, 1)
-        min_length = _int("min_length", min_length, 1)
-        gap = -1 if max_gap is None else _int("max_gap", max_gap, 0, _I64.max)
-        capacity = _int("capacity", capacity, 1)
-        self._bank = _core.Bank.create(
-            num_classes, window, lookahead, threshold, close, top_k, min_length, gap, capacity
-        )
+        settings = {
+            "num_classes": _int("num_classes", num_classes),
+            "window": _int("window", window),
+            "lookahead": _int("lookahead", lookahead),
+            "threshold": _float("threshold", threshold),
+            "close_threshold": _float(
+                "close_threshold", threshold if close_threshold is None else close_threshold
+            ),
+            "top_k": _int("top_k", top_k),
+            "min_length": _int("min_length", min_length),
+            # None is the facade's "never"; C reads any negative value so.
+            "max_gap": -1 if max_gap is None else _int("max_gap", max_gap, 0, _I64.max),
+            "capacity": _int("capacity", capacity),
+        }
+        try:
+            self._bank = _core.Bank.create(*settings.values())
+        except PostprocError:
+            given = ", ".join(f"{k}={v!r}" for k, v in settings.items() if k != "max_gap")
+            raise PostprocError(
+                f"SegmentBank: invalid configuration {given}; the C core needs {_CONFIG_RULES}"
+            ) from None
         self._events = self._raw = _NO_EVENTS
-        self._num_classes = num_classes
+        self._num_classes = settings["num_classes"]
 
     @classmethod
     def from_config(cls, num_classes: int, config: Any, **overrides: Any) -> SegmentBank:
@@ -230,7 +255,7 @@ class SegmentBank:
 
     def track_info(self, slot: int) -> tuple[int, int, int | None]:
         """``(track_id, samples pushed, last frame or None)`` of an open slot."""
-        track_id, count, last = self._bank.track_info(_int("slot", slot, -(2**31)))
+        track_id, count, last = self._bank.track_info(_int("slot", slot))
         return track_id, count, (last if count else None)
 
     # ------------------------------------------------------------------ streaming
@@ -242,7 +267,7 @@ class SegmentBank:
         track_id : int
             Caller's id (int64), copied into its events; must not be open already.
         """
-        return self._bank.open_track(_int("track_id", track_id, _I64.min, _I64.max))
+        return self._bank.open_track(_int("track_id", track_id, _I64_MIN, _I64_MAX))
 
     def _buffer(self, bound: int) -> np.ndarray:
         if self._events.shape[0] < bound:
@@ -288,8 +313,6 @@ class SegmentBank:
             x = _scores_2d(scores, "scores", self._num_classes)
         elif x.shape[0] > 1 and x.shape[1] > 1 and x.strides[1] != 4:
             x = np.ascontiguousarray(x)
-        if x.shape[0] != slots_arr.shape[0]:
-            raise PostprocError(f"{slots_arr.shape[0]} slots but {x.shape[0]} score rows")
         n_rows = slots_arr.shape[0]
         if self._events.shape[0] < n_rows * 2 * self._num_classes:
             self._buffer(self._bank.push_bound(n_rows))
@@ -312,7 +335,7 @@ class SegmentBank:
         np.ndarray
             Events, :data:`EVENT_DTYPE` [m].
         """
-        slot = _int("slot", slot, -(2**31))
+        slot = _int("slot", slot)
         frames_arr = np.asarray(frames)
         if frames_arr.ndim != 1 or (frames_arr.size and frames_arr.dtype.kind not in "iu"):
             raise PostprocError(
@@ -322,10 +345,8 @@ class SegmentBank:
             raise PostprocError("frames out of int64 range")
         frames_arr = np.ascontiguousarray(frames_arr, dtype=np.int64)
         x = _scores_2d(scores, "scores", self._num_classes)
-        if x.shape[0] != frames_arr.shape[0]:
-            raise PostprocError(f"{frames_arr.shape[0]} frames but {x.shape[0]} score rows")
         T = frames_arr.shape[0]
-        if T <= _CHUNK:
+        if T <= _CHUNK or x.shape[0] != T:  # C refuses a row count mismatch
             events = self._buffer(self._bank.push_track_bound(T))
             return self._take(self._bank.push_track(slot, frames_arr, x, events))
         # Long inputs go to C in chunks so the worst-case event buffer stays small; they
@@ -359,7 +380,7 @@ class SegmentBank:
         np.ndarray
             Events, :data:`EVENT_DTYPE` [m].
         """
-        slot = _int("slot", slot, -(2**31))
+        slot = _int("slot", slot)
         events = self._buffer(self._bank.close_bound(slot))
         return self._take(self._bank.close_track(slot, events))
 
@@ -423,7 +444,6 @@ def causal_median(scores: Any, window: int, lookahead: int = 0) -> np.ndarray:
     np.ndarray
         float32 [T, C].
     """
-    window = _int("window", window, 1)
-    lookahead = _int("lookahead", lookahead, 0, (window - 1) // 2)
+    # The C core checks window and lookahead (the error quotes both).
     x = np.ascontiguousarray(_scores_2d(scores, "scores"))
-    return _core.causal_median(x, window, lookahead)
+    return _core.causal_median(x, _int("window", window), _int("lookahead", lookahead))

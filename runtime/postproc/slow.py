@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reclnet.config import PostprocessConfig
 from reclnet.runtime.postproc import EVENT_DTYPE, EVENT_END, EVENT_START
 
 __all__ = ["SlowSegmentBank", "causal_median", "median_of", "topk_mean"]
@@ -66,12 +67,12 @@ class SlowSegmentBank:
         self,
         num_classes: int,
         *,
-        window: int = 25,
-        lookahead: int = 0,
-        threshold: float = 0.1,
+        window: int = PostprocessConfig.window,
+        lookahead: int = PostprocessConfig.lookahead,
+        threshold: float = PostprocessConfig.threshold,
         close_threshold: float | None = None,
-        top_k: int = 40,
-        min_length: int = 1,
+        top_k: int = PostprocessConfig.top_k,
+        min_length: int = PostprocessConfig.min_length,
         max_gap: int | None = None,
         capacity: int = 64,
     ) -> None:

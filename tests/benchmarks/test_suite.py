@@ -1,61 +1,79 @@
-"""The benchmark suite runner (`reclnet bench`), machine facts and the floor's model size.
+"""The benchmark suite runner (`reclnet bench`), the row protocol, machine facts, the
+floors and the peers' precision bookkeeping.
 
-Benchmarks here are tiny fake modules written into a temporary directory: the
-tests check discovery, the results document, robustness to a failing or
-dependency-less benchmark and the plots, never timings.
+Benchmarks here are tiny fake modules written into a temporary directory, and fake
+OpenVINO objects: the tests check structure, target selection by fields and rendering,
+never timings.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from reclnet.benchmarks import bench_floor, machine, suite
+from reclnet.benchmarks import bench_floor, bench_peers, bench_step, machine, rows, suite
 from reclnet.benchmarks.timing import Timing
 from reclnet.config import RecLNetConfig
 
 GOOD = """
-def _row(case, impl, median, unit="ms", baseline=None, ratio=None, **extra):
-    return {"benchmark": "{name}", "case": case, "impl": impl, "baseline": baseline,
-            "unit": unit, "min": median * 0.9, "median": median, "max": median * 1.2,
-            "ratio_vs_baseline": ratio, **extra}
+from reclnet.benchmarks.rows import row
 
 def run(quick=False):
-    rows = []
+    out = []
     for n in (1, 8, 128):
-        rows.append(_row(f"step N={n}", "pytorch eager batched", 2.0 * n, n=n, quick=quick))
-        rows.append(_row(f"step N={n}", "ort int8", 0.1 * n, baseline="pytorch eager batched",
-                         ratio=20.0, n=n))
-    return rows
+        base = row("{name}", "step", "pytorch", unit="ms", stats=(1.8 * n, 2.0 * n, 2.4 * n),
+                   precision="fp32", variant="eager, batched", n=n, quick=quick,
+                   floor_kind="fp32_torch")
+        out.append(base)
+        out.append(row("{name}", "step", "onnxruntime", unit="ms",
+                       stats=(0.09 * n, 0.1 * n, 0.12 * n), precision="int8",
+                       variant="signed", n=n, baseline=base, label="ort int8 (signed)",
+                       floor_kind="int8_all"))
+    return out
+"""
+
+FLOOR = """
+from reclnet.benchmarks.rows import row
+
+def run(quick=False):
+    return [row("floor", "step floor", "floor", unit="ms", stats=(0.05 * n, 0.05 * n, 0.06 * n),
+                precision="int8", variant="int8_all", n=n, label="floor int8 (every matrix)",
+                floor_kind="int8_all", bound="memory")
+            for n in (1, 8, 128)]
 """
 
 POSTPROC = """
+from reclnet.benchmarks.rows import row
+
 def run(quick=False):
-    rows = []
-    for case in ("100 tracks x 24 classes", "1 track x 24 classes"):
-        for impl, ns in (("C core", 5.0), ("bottleneck.move_median", 40.0), ("numpy", 900.0)):
-            rows.append({"benchmark": "postproc", "case": case, "impl": impl,
-                         "baseline": None if impl != "C core" else "bottleneck.move_median",
-                         "unit": "ns/sample", "min": ns, "median": ns * 1.1, "max": ns * 2,
-                         "ratio_vs_baseline": 8.0 if impl == "C core" else None})
-    return rows
+    out = []
+    for n in (100, 1):
+        base = row("postproc", "window 25", "bottleneck.move_median", unit="ns/sample",
+                   stats=(40.0, 44.0, 80.0), n=n, classes=24)
+        out.append(base)
+        for impl, ns in (("reclnet C core", 5.0), ("numpy", 900.0)):
+            out.append(row("postproc", "window 25", impl, unit="ns/sample",
+                           stats=(ns, ns * 1.1, ns * 2), n=n, classes=24, baseline=base))
+    return out
 """
 
 STREAM = """
+from reclnet.benchmarks.rows import row
+
 def run(quick=False):
-    return [{"benchmark": "stream", "case": "vtest.avi 4 tracks", "impl": "reclnet",
-             "baseline": None, "unit": "ms/frame", "min": t, "median": t, "max": t,
-             "ratio_vs_baseline": None, "stage": stage}
-            for stage, t in (("decode", 2.0), ("detect", 9.0), ("step", 1.0), ("post", 0.1))] + [
-            {"benchmark": "stream", "case": "vtest.avi", "impl": impl, "baseline": None,
-             "unit": "ms/frame", "min": t, "median": t, "max": t, "ratio_vs_baseline": None,
-             "mean_ms": t}
-            for impl, t in (("end to end", 12.0), ("  stage decode (HOG every 3)", 2.0),
-                            ("  stage detect (HOG every 3)", 3.0))]
+    out = [row("stream", "vtest.avi", "stream pipeline", unit="ms/frame", stats=(t, t, t),
+               variant="HOG every 1", label=f"stage {stage}", stage=stage, mean_ms=t)
+           for stage, t in (("decode", 2.0), ("detect", 9.0), ("step", 1.0), ("post", 0.1))]
+    out.append(row("stream", "vtest.avi", "stream pipeline", unit="ms/frame",
+                   stats=(12.0, 12.0, 12.0), variant="HOG every 1", label="end to end",
+                   stage=None))
+    return out
 """
 
 FAILING = """
@@ -71,16 +89,29 @@ def run(quick=False):
 """
 
 INVALID = """
+from reclnet.benchmarks.rows import row
+
 def run(quick=False):
-    return [{"benchmark": "invalid", "case": "x", "impl": "y", "unit": "ms",
-             "min": 3.0, "median": 1.0, "max": 2.0}, "not a row"]
+    bad_order = row("invalid", "x", "y", unit="ms", stats=(3.0, 1.0, 2.0))
+    no_fields = {"benchmark": "invalid", "case": "x", "impl": "y", "unit": "ms",
+                 "min": 1.0, "median": 1.0, "max": 1.0}
+    return [bad_order, no_fields, "not a row"]
 """
 
 SKIPPING = """
+from reclnet.benchmarks.rows import row
+
 def run(quick=False):
-    return [{"benchmark": "skipping", "case": "needs data", "impl": "x", "baseline": None,
-             "unit": "ms", "min": None, "median": None, "max": None,
-             "ratio_vs_baseline": None, "skipped": "data set absent"}]
+    return [row("skipping", "needs data", "x", unit="ms", stats=None, n=4,
+                skipped="data set absent")]
+"""
+
+DUPLICATE = """
+from reclnet.benchmarks.rows import row
+
+def run(quick=False):
+    return [row("duplicate", "c", "x", unit="ms", stats=(1.0, 1.0, 1.0), n=1, label="one"),
+            row("duplicate", "c", "x", unit="ms", stats=(2.0, 2.0, 2.0), n=1, label="two")]
 """
 
 
@@ -97,6 +128,7 @@ def bench_dir(tmp_path: Path) -> Path:
         tmp_path / "benches",
         {
             "step": GOOD,
+            "floor": FLOOR,
             "postproc": POSTPROC,
             "stream": STREAM,
             "failing": FAILING,
@@ -111,7 +143,7 @@ def test_discover_sorted_and_filtered(bench_dir: Path) -> None:
     (bench_dir / "helper.py").write_text("x = 1\n")  # not a benchmark
     names = [suite.subject(p) for p in suite.discover(bench_dir)]
     assert names == sorted(
-        ["step", "postproc", "stream", "failing", "missing", "invalid", "skipping"]
+        ["step", "floor", "postproc", "stream", "failing", "missing", "invalid", "skipping"]
     )
     only = suite.discover(bench_dir, only=["bench_step", "stream.py"])
     assert [suite.subject(p) for p in only] == ["step", "stream"]
@@ -121,7 +153,7 @@ def test_discover_sorted_and_filtered(bench_dir: Path) -> None:
 
 def test_real_benchmarks_are_discovered() -> None:
     names = [suite.subject(p) for p in suite.discover()]
-    assert {"floor", "peers"} <= set(names)
+    assert {"floor", "peers", "step", "postproc", "scorer", "stream"} <= set(names)
 
 
 def test_statuses_of_failing_missing_invalid_and_skipping(bench_dir: Path) -> None:
@@ -134,11 +166,19 @@ def test_statuses_of_failing_missing_invalid_and_skipping(bench_dir: Path) -> No
     assert "RuntimeError" in by_name["failing"]["problems"][0]
     assert by_name["missing"]["status"] == "skipped"
     assert "reclnet_no_such_dependency_xyz" in by_name["missing"]["reason"]
-    assert by_name["invalid"]["status"] == "failed"
-    assert len(by_name["invalid"]["problems"]) == 2
-    assert any("min <= median <= max" in p for p in by_name["invalid"]["problems"])
+    invalid = by_name["invalid"]
+    assert invalid["status"] == "failed" and len(invalid["problems"]) == 3
+    assert any("min <= median <= max" in p for p in invalid["problems"])
+    assert any("missing field 'precision'" in p for p in invalid["problems"])
     assert by_name["skipping"]["status"] == "skipped"
     assert by_name["skipping"]["reason"] == "data set absent"
+
+
+def test_rows_sharing_their_fields_are_reported(tmp_path: Path) -> None:
+    d = _write(tmp_path / "d", {"duplicate": DUPLICATE})
+    [result] = [suite.run_benchmark(p, quick=True) for p in suite.discover(d)]
+    assert result.status == "ok" and len(result.rows) == 2
+    assert len(result.problems) == 1 and "same fields as row 0" in result.problems[0]
 
 
 def test_missing_reclnet_module_is_a_failure_not_a_skip(tmp_path: Path) -> None:
@@ -155,19 +195,19 @@ def test_results_files_schema_and_plots(bench_dir: Path, tmp_path: Path, capsys)
     code = suite.main(["--quick", "--out", str(out), "--bench-dir", str(bench_dir)])
     assert code == 1  # a benchmark failed; the others still ran and were written
     doc = json.loads((out / "results.json").read_text())
-    assert doc["schema"] == suite.SCHEMA_VERSION and doc["quick"] is True
+    assert doc["schema"] == suite.SCHEMA_VERSION == 2 and doc["quick"] is True
     assert doc["command"].startswith("reclnet bench --quick")
     m = doc["machine"]
-    for key in ("cpu_model", "logical_cpus", "caches", "libraries", "load_average"):
+    for key in ("cpu_model", "logical_cpus", "cpu_flags", "isa", "caches", "libraries"):
         assert key in m
+    assert set(m["isa"]) == {"avx2", "avx512", "vnni", "bf16", "amx"}
     assert m["libraries"]["numpy"] == np.__version__
     for bench in doc["benchmarks"]:
         assert bench["status"] in suite.STATUSES
         assert set(bench) >= {"name", "reason", "seconds", "rows", "problems"}
-        for row in bench["rows"]:
-            assert suite.validate_row(row) == []
-            if "skipped" not in row:
-                assert row["min"] <= row["median"] <= row["max"]
+        for r in bench["rows"]:
+            assert suite.validate_row(r) == []
+            assert set(rows.FIELDS) <= set(r)
     assert [t["status"] for t in doc["targets"]]  # judged, even if unknown
     assert set(doc["plots"]) == {
         "latency_vs_tracks.png",
@@ -177,9 +217,13 @@ def test_results_files_schema_and_plots(bench_dir: Path, tmp_path: Path, capsys)
     for name in doc["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "results.md").read_text()
-    assert "## step" in md and "| step N=128 | ort int8 |" in md
+    # Columns N and precision come from the fields; the floor is the row's floor_kind at its N.
+    assert "| case | N | impl | precision | baseline |" in md
+    assert "| step | 128 | ort int8 (signed) | int8 | pytorch fp32 (eager, batched) |" in md
+    assert "| 20.00x | 6.4 (int8, memory) |" in md
+    assert "- CPU flags: " in md
     assert "**failed**: RuntimeError: boom" in md
-    assert "skipped: needs data / x: data set absent" in md
+    assert "skipped: needs data N=4 / x: data set absent" in md
     assert "## Targets" in capsys.readouterr().out
 
 
@@ -193,125 +237,227 @@ def test_only_one_benchmark_exits_zero(bench_dir: Path, tmp_path: Path) -> None:
     assert suite.main(["--bench-dir", str(bench_dir), "--only", "nope"]) == 2
 
 
-def test_readme_block_is_replaced_between_markers(bench_dir: Path, tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    head, tail = "# x\n\n## Benchmarks\n\nintro\n\n", "\n\n## Later\n\nkept\n"
-    readme.write_text(f"{head}{suite.README_START}\nold table\n{suite.README_END}{tail}")
+def test_doc_block_is_replaced_between_markers(bench_dir: Path, tmp_path: Path) -> None:
+    page = tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    head, tail = "# Benchmarks\n\nintro\n\n", "\n\n## Later\n\nkept\n"
+    page.write_text(f"{head}{suite.DOC_START}\nold table\n{suite.DOC_END}{tail}")
     argv = ["--out", str(tmp_path / "o"), "--bench-dir", str(bench_dir), "--only", "step"]
-    assert suite.main([*argv, "--readme", str(readme)]) == 0
-    text = readme.read_text()
-    assert text.startswith(head) and text.endswith(f"{suite.README_END}{tail}")
+    assert suite.main([*argv, "--doc", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith(head) and text.endswith(f"{suite.DOC_END}{tail}")
     assert "old table" not in text
-    assert "#### step" in text and "| step N=128 | ort int8 |" in text
+    assert "#### step" in text and "| step | 128 | ort int8 (signed) |" in text
     assert "#### Targets" in text and "- command: `reclnet bench --out" in text
     assert "# reclnet benchmark results" not in text
     # Re-rendering a saved results.json gives the same block without running anything.
     saved = tmp_path / "o" / "results.json"
-    readme2 = tmp_path / "README2.md"
-    readme2.write_text(f"{suite.README_START}\n{suite.README_END}\n")
+    page2 = tmp_path / "page2.md"
+    page2.write_text(f"{suite.DOC_START}\n{suite.DOC_END}\n")
     out2 = tmp_path / "o2"
-    assert (
-        suite.main(["--from-json", str(saved), "--out", str(out2), "--readme", str(readme2)]) == 0
-    )
-    assert suite.render_summary(json.loads(saved.read_text()), "####") in readme2.read_text()
+    assert suite.main(["--from-json", str(saved), "--out", str(out2), "--doc", str(page2)]) == 0
+    assert suite.render_summary(json.loads(saved.read_text()), "####") in page2.read_text()
     assert (out2 / "results.md").read_text() == (tmp_path / "o" / "results.md").read_text()
-    saved.write_text("{}")
-    assert suite.main(["--from-json", str(saved), "--out", str(out2)]) == 2
-    before = readme.read_text()
+    # A page without markers gets them, a missing page is created; one marker alone is refused.
     bare = tmp_path / "bare.md"
-    bare.write_text("no markers\n")
-    assert suite.main([*argv, "--readme", str(bare)]) == 2
-    assert bare.read_text() == "no markers\n" and readme.read_text() == before
+    bare.write_text("# Benchmarks\n\nno markers\n")
+    assert suite.main(["--from-json", str(saved), "--out", str(out2), "--doc", str(bare)]) == 0
+    text = bare.read_text()
+    assert text.startswith("# Benchmarks\n\nno markers\n") and text.rstrip().endswith(suite.DOC_END)
+    assert text.index(suite.DOC_START) < text.index("#### Targets") < text.index(suite.DOC_END)
+    new = tmp_path / "new" / "benchmarks.md"
+    assert suite.main(["--from-json", str(saved), "--out", str(out2), "--doc", str(new)]) == 0
+    assert suite.DOC_START in new.read_text()
+    half = tmp_path / "half.md"
+    half.write_text(f"{suite.DOC_END}\n{suite.DOC_START}\n")
+    before = page.read_text()
+    assert suite.main([*argv, "--doc", str(half)]) == 2
+    assert half.read_text() == f"{suite.DOC_END}\n{suite.DOC_START}\n"
+    assert page.read_text() == before
+    assert suite.build_parser().parse_args(["--doc"]).doc == suite.DEFAULT_DOC
+    assert suite.build_parser().parse_args([]).doc is None
+
+
+def test_from_json_refuses_old_and_broken_results(bench_dir: Path, tmp_path: Path, capsys) -> None:
+    saved = tmp_path / "results.json"
+    out = ["--out", str(tmp_path / "o")]
+    for doc, message in (
+        ({"schema": 1, "benchmarks": []}, "schema 1: its rows have no fields"),
+        ({}, "schema None, expected 2"),
+        ([], "not a results document"),
+        ({"schema": 2, "benchmarks": [{"name": "x", "rows": [{"case": "c"}]}]}, "invalid rows"),
+    ):
+        saved.write_text(json.dumps(doc))
+        assert suite.main(["--from-json", str(saved), *out]) == 2
+        assert message in capsys.readouterr().err
+    saved.write_text("{not json")
+    assert suite.main(["--from-json", str(saved), *out]) == 2
+
+
+# ---------------------------------------------------------------- the row protocol
+def test_row_constructor_fills_every_field() -> None:
+    base = rows.row("b", "c", "pytorch", unit="ms", stats=(1.0, 4.0, 5.0), precision="fp32", n=3)
+    assert set(rows.FIELDS) <= set(base) and rows.validate_row(base) == []
+    assert base["label"] == "pytorch fp32" and base["baseline"] is None
+    t = Timing(0.001, 0.002, 0.004, 0.0039, 5, 10)
+    r = rows.row(
+        "b", "c", "onnxruntime", unit="ms", stats=t, scale=1e3, precision="int8",
+        variant="signed", n=3, classes=24, baseline=base, max_abs_diff=0.5,
+    )  # fmt: skip
+    assert (r["min"], r["median"], r["max"]) == pytest.approx((1.0, 2.0, 4.0))
+    assert r["p99"] == pytest.approx(3.9) and (r["repeat"], r["number"]) == (5, 10)
+    assert r["ratio_vs_baseline"] == pytest.approx(2.0)  # baseline median / this median
+    assert r["baseline"] == {"impl": "pytorch", "precision": "fp32", "variant": None,
+                             "label": "pytorch fp32"}  # fmt: skip
+    assert r["label"] == "onnxruntime int8 (signed)" and r["max_abs_diff"] == 0.5
+    # Another unit: no ratio from medians; an explicit ratio wins.
+    other = rows.row("b", "c", "x", unit="s", stats=(1.0, 1.0, 1.0), baseline=base)
+    assert other["ratio_vs_baseline"] is None
+    assert (
+        rows.row("b", "c", "x", unit="ms", stats=(1, 1, 1), baseline=base, ratio=3.0)[
+            "ratio_vs_baseline"
+        ]
+        == 3.0
+    )
+    skipped = rows.row("b", "c", "x", unit="ms", stats=None, skipped="why")
+    assert skipped["median"] is None and rows.validate_row(skipped) == []
+    with pytest.raises(ValueError, match="no stats and no skipped"):
+        rows.row("b", "c", "x", unit="ms", stats=None)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        rows.row("b", "c", "x", unit="ms", stats=(1, 1, 1), precision="float32")
+    assert rows.identity(r) != rows.identity(base)
 
 
 def test_validate_row() -> None:
-    good = {
-        "benchmark": "b",
-        "case": "c",
-        "impl": "i",
-        "baseline": None,
-        "unit": "ms",
-        "min": 1.0,
-        "median": 2.0,
-        "max": 3,
-        "ratio_vs_baseline": None,
-    }
+    good = rows.row("b", "c", "i", unit="ms", stats=(1.0, 2.0, 3))
     assert suite.validate_row(good) == []
     assert suite.validate_row({**good, "median": float("nan")})
     assert suite.validate_row({**good, "median": "2"})
     assert suite.validate_row({**good, "median": True})
     assert suite.validate_row({**good, "ratio_vs_baseline": "fast"})
+    assert suite.validate_row({**good, "precision": "float32"})
+    assert suite.validate_row({**good, "n": -1}) and suite.validate_row({**good, "n": True})
+    assert suite.validate_row({**good, "classes": 2.5})
+    assert suite.validate_row({**good, "baseline": "pytorch eager"})
+    assert suite.validate_row({**good, "label": None}) == ["label must be a str, got None"]
     without_unit = {k: v for k, v in good.items() if k != "unit"}
-    assert suite.validate_row(without_unit) == ["missing key 'unit'"]
+    assert suite.validate_row(without_unit) == ["missing field 'unit'"]
     assert suite.validate_row({**good, "unit": None}) == ["unit must be a str, got None"]
     skipped = {**good, "min": None, "median": None, "max": None, "skipped": "why"}
     assert suite.validate_row(skipped) == []
     assert suite.validate_row({**skipped, "skipped": None})
 
 
-def test_tracks_and_units() -> None:
-    row = {"case": "step N=32 fp32"}
-    assert suite.tracks(row) == 32
-    assert suite.tracks({"case": "100 live tracks"}) == 100
-    assert suite.tracks({"case": "x", "n": 7}) == 7
-    assert suite.tracks({"case": "no count"}) is None
+def test_units_select_and_stages() -> None:
     assert suite.seconds_per_unit("ms/frame") == 1e-3
     assert suite.seconds_per_unit("ns/sample") == 1e-9
     assert suite.seconds_per_unit("GB/s") is None
-    assert suite._stage_of({"case": "c", "impl": "  stage detect (HOG every 3)"}) == (
-        "HOG every 3",
-        "detect",
-    )
-    assert suite._stage_of({"case": "c", "impl": "end to end"}) == ("end to end", None)
-    assert suite._stage_of({"case": "c", "impl": "x", "stage": "step"}) == ("c / x", "step")
+    a = rows.row("step", "step", "onnxruntime", unit="ms", stats=(1, 1, 1), precision="fp32", n=1)
+    b = rows.row("step", "step", "onnxruntime", unit="ms", stats=(1, 1, 1), precision="int8", n=1)
+    c = rows.row("step", "step", "openvino", unit="ms", stats=(1, 1, 1), baseline=a, n=8)
+    assert suite.select([a, b, c], "step", impl="onnxruntime") == [a, b]
+    assert suite.select([a, b, c], "step", precision=("int8", "bf16")) == [b]
+    assert suite.select([a, b, c], "step", baseline_precision="fp32") == [c]
+    assert suite.select([a, b, c], "peers") == []
+    stage = rows.row("stream", "v", "p", unit="ms", stats=(1, 1, 1), variant="HOG every 3",
+                     label="  stage detect", stage="detect")  # fmt: skip
+    assert suite._stage_of(stage) == ("HOG every 3", "detect")
+    total = rows.row("stream", "v", "p", unit="ms", stats=(1, 1, 1), label="end to end")
+    assert suite._stage_of(total) == ("end to end", None)
 
 
-def _r(benchmark, case, impl, median, unit="ms", **extra):
-    return {
-        "benchmark": benchmark,
-        "case": case,
-        "impl": impl,
-        "baseline": extra.pop("baseline", None),
-        "unit": unit,
-        "min": median,
-        "median": median,
-        "max": median,
-        "ratio_vs_baseline": extra.pop("ratio", None),
-        **extra,
-    }
+def _r(benchmark, impl, median, unit="ms", **fields):
+    return rows.row(benchmark, "c", impl, unit=unit, stats=(median, median, median), **fields)
 
 
 def test_targets_met_not_met_unknown() -> None:
-    rows = [
-        _r("step", "step N=1", "pytorch eager", 3.0),
-        _r("step", "step N=1", "ort int8", 0.25),
-        _r("step", "step N=128", "pytorch eager batched", 30.0),
-        _r("step", "step N=128", "ort fp32", 20.0),
-        _r("postproc", "100x24", "C core", 10.0, unit="ns/sample"),
-        _r("postproc", "100x24", "bottleneck.move_median", 40.0, unit="ns/sample"),
-        _r("scorer", "100 tracks", "per-track pytorch loop", 500.0, unit="ms/frame"),
+    eager1 = _r("step", "pytorch", 3.0, precision="fp32", variant=rows.EAGER_BATCHED, n=1)
+    eager128 = _r("step", "pytorch", 30.0, precision="fp32", variant=rows.EAGER_BATCHED, n=128)
+    loop = _r("scorer", "pytorch", 500.0, "ms/frame", variant=rows.PER_TRACK_LOOP, n=100)
+    bn = _r("postproc", rows.BOTTLENECK, 40.0, "ns/sample", n=100, classes=24)
+    ov1 = _r("peers", "openvino", 1.3, precision="fp32", n=1)
+    ov128 = _r("peers", "openvino", 0.8, precision="fp32", n=128)
+    ov_bf16 = _r("peers", "openvino", 0.5, precision="bf16", n=8)
+    rows_ = [
+        eager1,
         _r(
-            "scorer", "100 tracks", "onnxruntime", 10.0, unit="ms/frame", outside_step_fraction=0.08
-        ),
-        _r("peers", "N=1", "onnxruntime fp32", 1.0, baseline="openvino fp32", ratio=1.3),
-        _r("peers", "N=128", "onnxruntime fp32", 1.0, baseline="openvino fp32", ratio=0.8),
+            "step",
+            "onnxruntime",
+            0.25,
+            precision="int8",
+            variant="signed",
+            n=1,
+            baseline=eager1,
+            floor_kind="int8_all",
+        ),  # fmt: skip
+        # Labelled "int8" but it ran fp32: must not be taken for the INT8 row.
+        _r("step", "onnxruntime", 0.01, precision="fp32", n=1, label="ort int8 (mislabelled)"),
+        eager128,
+        _r("step", "onnxruntime", 20.0, precision="fp32", n=128, baseline=eager128),
+        _r(
+            "floor",
+            "floor",
+            0.2,
+            precision="int8",
+            variant="int8_all",
+            n=1,
+            floor_kind="int8_all",
+            bound="memory",
+        ),  # fmt: skip
+        bn,
+        _r("postproc", rows.C_CORE, 10.0, "ns/sample", n=100, classes=24, baseline=bn),
+        loop,
+        # The PyTorch reference backend is faster than the loop but is not "ours".
+        _r("scorer", "pytorch", 1.0, "ms/frame", variant="torch backend", n=100),
+        _r(
+            "scorer",
+            "onnxruntime",
+            10.0,
+            "ms/frame",
+            precision="int8",
+            n=100,
+            baseline=loop,
+            outside_step_fraction=0.08,
+        ),  # fmt: skip
+        ov1,
+        ov128,
+        ov_bf16,
+        _r(
+            "peers",
+            "onnxruntime",
+            1.0,
+            precision="fp32",
+            n=1,
+            baseline=ov1,
+            ratio_vs_openvino_bf16=0.6,
+        ),  # fmt: skip
+        _r("peers", "onnxruntime", 1.0, precision="fp32", n=128, baseline=ov128),
+        # Against a peer that ran bf16: shown, not judged.
+        _r("peers", "onnxruntime", 1.0, precision="fp32", n=8, baseline=ov_bf16),
     ]
-    got = {t["target"]: t for t in suite.evaluate_targets(rows)}
+    got = {t["target"]: t for t in suite.evaluate_targets(rows_)}
     status = {k: v["status"] for k, v in got.items()}
     assert status["step at N=1 <= 0.3 ms (INT8)"] == "met"
+    assert "floor int8 0.200 ms (memory-bound)" in got["step at N=1 <= 0.3 ms (INT8)"]["figures"]
     assert status["step at N=1 >= 10x faster than PyTorch eager"] == "met"  # 12x
     assert status["step at N=128 >= 2x faster than batched PyTorch eager"] == "not met"  # 1.5x
     assert "1.50x" in got["step at N=128 >= 2x faster than batched PyTorch eager"]["figures"]
     assert status["post-processing <= 20 ns per (track, class) sample"] == "met"
     assert status["post-processing >= 3x faster than bottleneck.move_median"] == "met"  # 4x
     scorer_x = "online scorer at 100 live tracks >= 10x faster than the per-track PyTorch loop"
-    assert status[scorer_x] == "met"  # 50x
+    assert status[scorer_x] == "met" and "50.0x" in got[scorer_x]["figures"]
     assert (
         status["online scorer at 100 live tracks: time outside the model step <= 5%"] == "not met"
     )
-    assert status["ahead of OpenVINO on the same model at every N"] == "not met"
-    figures = got["ahead of OpenVINO on the same model at every N"]["figures"]
-    assert "onnxruntime fp32 N=128: 0.80x" in figures
+    peer = got["ahead of OpenVINO on the same model at every N"]
+    assert peer["status"] == "not met"
+    assert "fp32 N=1: 1.30x" in peer["figures"] and "fp32 N=128: 0.80x" in peer["figures"]
+    assert "not judged (peer ran another precision): fp32 N=8 vs openvino bf16" in peer["figures"]
+    assert "fp32 vs OpenVINO bf16: N=1: 0.60x" in peer["figures"]
+    # Only the pair against another precision: nothing judged.
+    only_bf16 = [ov_bf16, rows_[-1]]
+    [peer2] = [t for t in suite.evaluate_targets(only_bf16) if "OpenVINO" in t["target"]]
+    assert peer2["status"] == "unknown"
     assert all(t["status"] == "unknown" for t in suite.evaluate_targets([]))
 
 
@@ -322,6 +468,24 @@ def test_jsonable_drops_nan_and_numpy() -> None:
 
 
 # ---------------------------------------------------------------- machine facts
+def test_cpu_flags_and_isa_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Fake\nflags\t\t: fpu sse4_2 avx avx2 avx512f avx512_vnni "
+        "amx_tile amx_int8\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    )
+    flags = machine.cpu_flags(info)
+    assert flags == ["sse4_2", "avx", "avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"]
+    isa = machine.isa_features(flags)
+    assert isa == {"avx2": True, "avx512": True, "vnni": True, "bf16": False, "amx": True}
+    line = machine.describe({"cpu_model": "Fake", "usable_cpus": 2, "cpu_flags": flags})
+    assert line.endswith("ISA: avx2 avx512 vnni amx")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp bf16\n")
+    assert machine.isa_features(machine.cpu_flags(arm))["bf16"] is True
+    assert machine.cpu_flags(tmp_path / "absent") == []
+
+
 def test_cache_sizes_from_a_sysfs_tree(tmp_path: Path) -> None:
     def cache(cpu: int, index: int, level: int, kind: str, size: str, shared: str) -> None:
         d = tmp_path / f"cpu{cpu}" / "cache" / f"index{index}"
@@ -398,50 +562,123 @@ def test_paper_model_size() -> None:
     assert size.int8_weight_bytes < size.fp32_weight_bytes / 3.9
 
 
-def test_floor_rows_follow_from_the_measured_rates(monkeypatch) -> None:
+# ---------------------------------------------------------------- the floor
+def _fake_rates(monkeypatch, peaks: dict[str, float], absent: dict[str, str] = {}) -> None:  # noqa: B006
+    """Bandwidth 10 GB/s from memory, 40 GB/s from the cache (the fastest copy twice the
+    median rate); each engine's matmul at ``peaks[precision]`` G-ops/s, or Unavailable."""
+
     def fake_bandwidth(megabytes: int, quick: bool) -> tuple[Timing, int]:
-        # 10 GB/s from DRAM, 40 GB/s from cache: seconds per copy of the byte count.
         nbytes = 2 * megabytes * (1 << 20)
         rate = 10e9 if megabytes > 32 else 40e9
-        return Timing(
-            nbytes / rate / 2, nbytes / rate, nbytes / rate * 2, nbytes / rate, 3, 1
-        ), nbytes
+        t = nbytes / rate
+        return Timing(t / 2, t, t * 2, t, 3, 1), nbytes
 
-    def fake_matmul(size: int, quick: bool) -> tuple[Timing, int]:
-        flops = 2 * size**3
-        return Timing(flops / 100e9, flops / 100e9, flops / 100e9, flops / 100e9, 3, 1), flops
+    def fake_matmul(precision, engine, shape, quick) -> Timing:
+        if precision in absent:
+            raise bench_floor.Unavailable(absent[precision])
+        # The second fp32 engine is slower: the peak is the fastest engine's.
+        rate = peaks[precision] * (0.5 if engine == "onnxruntime MatMul" else 1.0)
+        t = 2 * np.prod(shape) / rate
+        return Timing(t, t, t, t, 3, 1)
 
     monkeypatch.setattr(bench_floor, "_bandwidth", fake_bandwidth)
     monkeypatch.setattr(bench_floor, "_matmul", fake_matmul)
-    rows = bench_floor.run(quick=True)
-    assert all(suite.validate_row(r) == [] for r in rows)
-    variant = bench_floor._int8_variant()
-    by = {(r.get("n"), r.get("floor_kind")): r for r in rows}
+
+
+def test_floor_rows_follow_from_the_measured_rates_per_precision(monkeypatch) -> None:
+    peaks = {"fp32": 100e9, "bf16": 400e9, "int8": 1000e9}
+    _fake_rates(monkeypatch, peaks)
+    out = bench_floor.run(quick=True, llc_bytes=16 << 20)  # 16 MiB: INT8 / bf16 weights fit
+    assert all(suite.validate_row(r) == [] for r in out)
+    assert len({rows.identity(r) for r in out}) == len(out)
+    mm = {r["impl"]: r for r in out if r["case"] == "matmul peak"}
+    assert {r["precision"] for r in mm.values()} == {"fp32", "bf16", "int8"}
+    assert mm["onnxruntime MatMulInteger"]["unit"] == "GOP/s"
+    assert mm["numpy.matmul"]["median"] == pytest.approx(100.0)
+    by = {(r["n"], r["floor_kind"]): r for r in out if r["case"] == "step floor"}
+    assert len(by) == len(bench_floor.TRACKS) * len(bench_floor.FLOORS)
     for n in bench_floor.TRACKS:
-        for kind, fold, rate, int8 in (
-            ("fp32_torch", False, 10e9, None),
-            ("fp32_exported", True, 10e9, None),
-            ("int8_exported", True, 40e9, variant),
-            ("int8_all", True, 40e9, "signed"),
-        ):
-            size = bench_floor.step_model_size(RecLNetConfig(), fold_projection=fold)
-            weights = size.int8_bytes(int8) if int8 else 4 * size.params
+        for kind, floor in bench_floor.FLOORS.items():
+            size = bench_floor.step_model_size(
+                RecLNetConfig(), fold_projection=floor.fold_projection
+            )
+            if floor.precision == "int8":
+                weights = size.int8_bytes(floor.int8_variant)
+                low = size.int8_matrix_params(floor.int8_variant)
+                compute = 2 * n * (low / peaks["int8"] + (size.matrix_params - low) / peaks["fp32"])
+            elif floor.precision == "bf16":
+                weights = size.bf16_weight_bytes
+                compute = 2 * n * size.matrix_params / peaks["bf16"]
+            else:
+                weights = 4 * size.params
+                compute = 2 * n * size.matrix_params / peaks["fp32"]
             nbytes = weights + 4 * n * size.io_floats_per_track
-            row = by[(n, kind)]
-            # The fastest copy took half the median time (twice the rate); the matmul
-            # did not vary. The floor is what the fastest run shows; max the median run.
-            assert row["memory_ms"] == pytest.approx(nbytes / (2 * rate) * 1e3)
-            assert row["compute_ms"] == pytest.approx(n * size.flops_per_track / 100e9 * 1e3)
-            assert row["median"] == pytest.approx(max(row["memory_ms"], row["compute_ms"]))
-            assert row["min"] == row["median"]
-            assert row["max"] == pytest.approx(max(nbytes / rate * 1e3, row["compute_ms"]))
-            assert suite.floor_kind(row["impl"]) == kind or kind in ("fp32_torch", "int8_all")
+            resident = weights <= 16 << 20
+            rate = 40e9 if resident else 10e9
+            r = by[(n, kind)]
+            assert r["precision"] == floor.precision and r["benchmark"] == "floor"
+            assert r["weights_from"] == ("cache" if resident else "memory")
+            # The fastest copy took half the median time (twice the rate); the matmul did
+            # not vary. The floor is what the fastest run shows; max the median run.
+            assert r["memory_ms"] == pytest.approx(nbytes / (2 * rate) * 1e3)
+            assert r["compute_ms"] == pytest.approx(compute * 1e3)
+            assert r["median"] == pytest.approx(max(r["memory_ms"], r["compute_ms"]))
+            assert r["min"] == r["median"]
+            assert r["max"] == pytest.approx(max(nbytes / rate * 1e3, compute * 1e3))
+    assert by[(1, "fp32_exported")]["weights_from"] == "memory"
     assert by[(1, "fp32_exported")]["median"] < by[(1, "fp32_torch")]["median"]
-    assert by[(1, "int8_exported")]["median"] < by[(1, "fp32_exported")]["median"]
-    assert by[(1, "int8_all")]["memory_ms"] < by[(1, "int8_exported")]["memory_ms"]
-    assert suite.floor_kind("ort int8 (signed)") == "int8_all"
-    assert suite.floor_kind("ort fp32 (unrolled, unfolded)") == "fp32_torch"
-    assert suite.floor_kind("onnxruntime int8") == "int8_exported"
+    assert by[(1, "int8_input_projections")]["median"] < by[(1, "fp32_exported")]["median"]
+    assert by[(1, "int8_all")]["memory_ms"] < by[(1, "int8_input_projections")]["memory_ms"]
+    # At N=128 the INT8 floor runs at the INT8 peak, well under an fp32-peak estimate.
+    int8_128 = by[(128, "int8_all")]
+    size = bench_floor.step_model_size(RecLNetConfig(), fold_projection=True)
+    assert int8_128["compute_ms"] == pytest.approx(128 * size.flops_per_track / 1000e9 * 1e3)
+    assert int8_128["peaks_used"] == {"int8": pytest.approx(1000.0)}
+
+
+def test_floor_skips_a_precision_without_a_peak(monkeypatch) -> None:
+    _fake_rates(monkeypatch, {"fp32": 100e9, "int8": 1000e9}, absent={"bf16": "no bf16 here"})
+    out = bench_floor.run(quick=True, llc_bytes=None)
+    skipped = [r for r in out if r.get("skipped")]
+    assert {r["precision"] for r in skipped} == {"bf16"}
+    assert all(r["skipped"] == "no bf16 here" for r in skipped)
+    assert [r["case"] for r in skipped].count("matmul peak") == 1
+    assert all(r["weights_from"] == "memory" for r in out if "weights_from" in r)  # LLC unknown
+    assert all(suite.validate_row(r) == [] for r in out)
+
+
+def test_bf16_peak_needs_bf16_instructions(monkeypatch) -> None:
+    monkeypatch.setattr(bench_floor, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    with pytest.raises(bench_floor.Unavailable, match="no bf16 matmul instructions"):
+        bench_floor._matmul("bf16", "torch.matmul", (8, 8, 8), True)
+
+
+def test_small_matmul_engines_compute_the_product() -> None:
+    """Each peak engine multiplies (it is not timing an empty call)."""
+    call = bench_floor.ENGINES[("fp32", "numpy.matmul")](3, 4, 5)
+    assert call().shape == (3, 5)
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    [y] = bench_floor.ENGINES[("int8", "onnxruntime MatMulInteger")](3, 4, 5)()
+    assert y.shape == (3, 5) and y.dtype == np.int32
+    [z] = bench_floor.ENGINES[("fp32", "onnxruntime MatMul")](3, 4, 5)()
+    assert z.shape == (3, 5) and z.dtype == np.float32
+
+
+def test_floor_kinds_of_step_and_peer_rows() -> None:
+    assert bench_floor.int8_floor_kind("input_projections") == "int8_input_projections"
+    assert bench_floor.int8_floor_kind("signed") == "int8_all"
+    assert bench_floor.int8_floor_kind("reduce_range") == "int8_all"
+    assert bench_step._floor_kind("fp32", "unrolled, folded") == "fp32_exported"
+    assert bench_step._floor_kind("fp32", "unrolled, unfolded") == "fp32_torch"
+    assert bench_step._floor_kind("int8", "signed") == "int8_all"
+    assert set(bench_floor.FLOORS) >= {
+        "fp32_torch",
+        "fp32_exported",
+        "bf16_exported",
+        "int8_input_projections",
+        "int8_all",
+    }
 
 
 def test_folded_size_matches_the_export_graph() -> None:
@@ -461,15 +698,19 @@ def test_folded_size_matches_the_export_graph() -> None:
         graph = graphs.StepGraph(RecLNet(config), fold_projection=True)
         size = bench_floor.step_model_size(config, fold_projection=True)
         assert size.params == sum(p.numel() for p in graph.parameters())
-        assert size.input_projection_params == sum(
-            layers[0].w_ih.numel() for layers in graph_layers(graph)
-        )
+        assert size.input_projection_params == first_layer_input_weights(graph, config)
 
 
-def graph_layers(graph) -> list:
-    """The per-stream layer lists of a StepGraph, wherever it keeps them."""
-    found = [m for m in graph.modules() if m.__class__.__name__ == "ModuleList"]
-    return [m for m in found if len(m) and m[0].__class__.__name__ == "_Layer"]
+def first_layer_input_weights(graph, config: RecLNetConfig) -> int:
+    """Elements of each modality's first-layer weight matrices that read its input
+    (shape ``[out, D]``), wherever the graph keeps them."""
+    total = 0
+    for name, p in graph.named_parameters():
+        for modality, d in config.modalities.items():
+            if f"encoders.{modality}.layers.0." in name and p.dim() == 2 and p.shape[1] == d:
+                total += p.numel()
+    assert total, "no first-layer input weights found"
+    return total
 
 
 # ---------------------------------------------------------------- the peer runtime
@@ -514,3 +755,174 @@ def test_openvino_runs_an_onnx_step_like_numpy(tmp_path: Path) -> None:
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
     np.testing.assert_allclose(_OpenVino(path, feeds)(feeds), expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the peer runtime
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("bf16", "bf16"),
+        ("<Type: 'bfloat16'>", "bf16"),
+        ("f32", "fp32"),
+        ("<Type: 'float32'>", "fp32"),
+        ("f16", "fp16"),
+        ("float16", "fp16"),
+        ("u8", "int8"),
+        ("dynamic", None),
+    ],
+)
+def test_openvino_precision_names(value, expected) -> None:
+    assert bench_peers.openvino_precision(value) == expected
+
+
+class _FakeType:
+    """Like openvino.Type: its str() is not the short name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        return "<Type: 'something'>"
+
+    def get_type_name(self) -> str:
+        return self.name
+
+
+def _fake_openvino(monkeypatch, default: str, caps: list[str]) -> list[dict]:
+    """An ``openvino`` module whose CPU runs ``default`` unless a hint says otherwise;
+    returns the list of compile configs it was given."""
+    configs: list[dict] = []
+
+    class Compiled:
+        def __init__(self, config: dict) -> None:
+            self.config = config
+
+        def get_property(self, name: str):
+            assert name == "INFERENCE_PRECISION_HINT"
+            return _FakeType(self.config.get(name, default))
+
+        def create_infer_request(self):
+            return types.SimpleNamespace(infer=lambda feeds: {"probs": feeds["rgb"] * 2})
+
+        def output(self, name: str) -> str:
+            return name
+
+    class Model:
+        def reshape(self, shapes) -> None:
+            self.shapes = shapes
+
+        def clone(self):
+            return Model()
+
+    class Core:
+        def read_model(self, path: str) -> Model:
+            return Model()
+
+        def compile_model(self, model, device: str, config: dict) -> Compiled:
+            configs.append(dict(config))
+            return Compiled(config)
+
+        def get_property(self, device: str, name: str) -> list[str]:
+            assert name == "OPTIMIZATION_CAPABILITIES"
+            return caps
+
+    monkeypatch.setitem(sys.modules, "openvino", types.SimpleNamespace(Core=Core))
+    return configs
+
+
+def test_openvino_peer_records_the_precision_it_ran(monkeypatch) -> None:
+    configs = _fake_openvino(monkeypatch, default="bf16", caps=["FP32", "BF16", "INT8"])
+    feeds = {"rgb": np.ones((2, 3), np.float32), "state": np.zeros((2, 4), np.float32)}
+    fp32 = bench_peers._OpenVino("step.onnx", feeds, "fp32")
+    default = bench_peers._OpenVino("step.onnx", feeds)
+    assert configs[0] == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    assert "INFERENCE_PRECISION_HINT" not in configs[1]
+    assert fp32.inference_precision == "fp32" and default.inference_precision == "bf16"
+    np.testing.assert_array_equal(fp32(feeds), feeds["rgb"] * 2)
+    assert bench_peers.openvino_bf16_reason() is None
+    _fake_openvino(monkeypatch, default="f32", caps=["FP32", "INT8"])
+    assert "no BF16 capability" in bench_peers.openvino_bf16_reason()
+
+
+def test_peer_rows_are_labelled_by_what_ran() -> None:
+    specs = {s.key: s for s in bench_peers.PEERS}
+    runs = [0.002, 0.001, 0.003]
+    fp32 = bench_peers.peer_row(specs["ov_fp32"], "fp32", "f32", 8, runs)
+    assert (fp32["impl"], fp32["precision"], fp32["label"]) == ("openvino", "fp32", "openvino fp32")
+    assert (fp32["min"], fp32["median"], fp32["max"]) == pytest.approx((1.0, 2.0, 3.0))
+    assert fp32["floor_kind"] == "fp32_exported" and fp32["n"] == 8
+    # Asked for f32 but it ran bf16: the row says bf16, so no fp32 target is judged on it.
+    odd = bench_peers.peer_row(specs["ov_fp32"], "bf16", "bf16", 8, runs)
+    assert odd["precision"] == "bf16" and odd["label"] == "openvino bf16 (asked fp32)"
+    assert odd["floor_kind"] == "bf16_exported" and odd["requested_precision"] == "fp32"
+    bf16 = bench_peers.peer_row(specs["ov_bf16"], "bf16", "bf16", 8, runs)
+    assert bf16["precision"] == "bf16" and bf16["inference_precision_hint"] == "bf16"
+    int8 = bench_peers.peer_row(specs["ov_int8"], "bf16", "bf16", 8, runs)
+    assert int8["precision"] == "int8" and int8["compute_precision"] == "bf16"
+    assert int8["floor_kind"] == "int8_all" and "bf16 compute" in int8["label"]
+    unknown = bench_peers.peer_row(specs["ov_fp32"], None, "?", 8, runs)
+    assert unknown["precision"] == "fp32"  # the hint asked for, when it cannot be read back
+    for r in (fp32, odd, bf16, int8, unknown):
+        assert suite.validate_row(r) == []
+    assert len({rows.identity(r) for r in (fp32, bf16, int8)}) == 3
+
+
+def test_peers_run_pairs_each_precision_with_its_peer(monkeypatch, tmp_path: Path) -> None:
+    """The whole peers ``run`` on fake OpenVINO / ONNX Runtime objects and fixed times."""
+    _fake_openvino(monkeypatch, default="bf16", caps=["FP32", "BF16"])
+    loader = pytest.importorskip("reclnet.runtime.backends.onnxruntime.loader")
+
+    class FakeRunner:
+        def step(self, feats, state):
+            return feats["rgb"] * 2 + 0.25, state
+
+        def close(self) -> None:
+            pass
+
+    files = {"fp32": tmp_path / "step.onnx", "int8": tmp_path / "step.int8.onnx"}
+    monkeypatch.setattr(bench_peers, "paper_step_onnx", lambda seed=0: files)
+    monkeypatch.setattr(loader, "load", lambda path, **kw: FakeRunner())
+    ov = sys.modules["openvino"]
+    monkeypatch.setattr(bench_peers, "_openvino_int8", lambda fp32: ov.Core().read_model("x"))
+    monkeypatch.setattr(bench_peers, "_gpu_reason", lambda: "no GPU in this test")
+    seconds = {"ours": 0.001, "ov_fp32": 0.002, "ov_bf16": 0.0005, "ov_int8": 0.003}
+
+    def fixed(fns, repeat):
+        for fn in fns.values():
+            fn()
+        return {k: [seconds[k]] * repeat for k in fns}
+
+    monkeypatch.setattr(bench_peers, "_interleaved", fixed)
+    out = bench_peers.run(quick=True)
+    assert all(suite.validate_row(r) == [] for r in out)
+    assert len({rows.identity(r) for r in out}) == len(out)
+    for n in bench_peers.QUICK_TRACKS:
+        at = [r for r in out if r["n"] == n]
+        ov32, ovbf, ov8 = (
+            suite.select(at, "peers", impl="openvino", precision=p)[0]
+            for p in ("fp32", "bf16", "int8")
+        )
+        assert ovbf["inference_precision_hint"] == "<Type: 'something'>"
+        assert ov8["compute_precision"] == "bf16"  # OpenVINO's default on this fake CPU
+        [ours32] = suite.select(at, "peers", impl="onnxruntime", precision="fp32")
+        [ours8] = suite.select(at, "peers", impl="onnxruntime", precision="int8")
+        assert ours32["baseline"]["label"] == ov32["label"] == "openvino fp32"
+        assert ours32["ratio_vs_baseline"] == pytest.approx(2.0)
+        assert ours32["ratio_vs_openvino_bf16"] == pytest.approx(0.5)
+        assert ours32["max_abs_diff"] == pytest.approx(0.25, abs=1e-4)  # float32 rounding
+        assert ours8["baseline"]["precision"] == "int8"
+        assert ours8["ratio_vs_baseline"] == pytest.approx(3.0)
+    assert not [r for r in out if r.get("skipped") and r["impl"] == "openvino"]  # quick
+    trt = [r for r in out if r["impl"] == "tensorrt"]
+    assert len(trt) == 3 and all(r["skipped"] == "no GPU in this test" for r in trt)
+    peer = [t for t in suite.evaluate_targets(out) if "OpenVINO" in t["target"]][0]
+    assert peer["status"] == "met" and "int8 N=128: 3.00x" in peer["figures"]
+    # Without OpenVINO: one skipped row per peer (not per N), ours measured without a peer.
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    out = bench_peers.run(quick=True)
+    skipped = [r for r in out if r.get("skipped") and r["impl"] == "openvino"]
+    assert len(skipped) == len(bench_peers.PEERS) and all(r["n"] is None for r in skipped)
+    assert all("needs openvino" in r["skipped"] for r in skipped)
+    ours = suite.select(out, "peers", impl="onnxruntime")
+    assert len(ours) == 2 * len(bench_peers.QUICK_TRACKS)
+    assert all(r["baseline"] is None and r["ratio_vs_baseline"] is None for r in ours)

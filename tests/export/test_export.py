@@ -1,4 +1,4 @@
-"""ONNX export of the streaming step, pooled step and sequence model vs the PyTorch model."""
+"""ONNX export of the streaming step vs the PyTorch model; the projection folding; the op set."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 from reclnet.config import RecLNetConfig  # noqa: E402
-from reclnet.export.onnx_export import export_step, export_step_pool  # noqa: E402
+from reclnet.export.graphs import fold_input_projection  # noqa: E402
+from reclnet.export.onnx_export import export_step  # noqa: E402
 from reclnet.runtime.artifacts import load_artifact  # noqa: E402
 from reclnet.train.checkpoint import save_checkpoint  # noqa: E402
 from reclnet.train.model import RecLNet  # noqa: E402
@@ -47,7 +48,7 @@ def _session(path: Path) -> ort.InferenceSession:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[RecLNet, Path]:
-    """The small GRU model exported through the CLI (step + sequence + sidecars)."""
+    """The small GRU model exported through the CLI (step + sidecar)."""
     from reclnet.export.cli import main
 
     out = tmp_path_factory.mktemp("model")
@@ -114,8 +115,8 @@ def test_step_sidecar_describes_graph(exported: tuple[RecLNet, Path]) -> None:
     sess = _session(out / "step.onnx")
     assert [i.name for i in sess.get_inputs()] == art.input_names
     assert [o.name for o in sess.get_outputs()] == art.output_names
-    seq = load_artifact(out / "sequence.onnx", kind="sequence")
-    assert seq.model_id == art.model_id != ""
+    assert art.model_id != ""
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "step.json", "step.onnx"]
 
 
 @pytest.mark.parametrize(
@@ -142,56 +143,20 @@ def test_step_variants_match_pytorch(
     assert _run_tracks(model, _session(path), frames=40, seed=3) <= 1e-5
 
 
-def test_sequence_matches_step_loop(exported: tuple[RecLNet, Path]) -> None:
-    model, out = exported
-    seq = _session(out / "sequence.onnx")
-    step = _session(out / "step.onnx")
-    rng = np.random.default_rng(4)
-    cfg = model.config
-    for n, t in [(3, 17), (1, 1), (5, 40)]:
-        feats = {
-            s: rng.normal(size=(n, t, d)).astype(np.float32) for s, d in cfg.modalities.items()
-        }
-        (probs,) = seq.run(None, feats)
-        assert probs.shape == (n, t, cfg.num_classes)
-        state = np.zeros((n, cfg.state_size), np.float32)
-        for i in range(t):
-            p, state = step.run(None, {**{k: v[:, i] for k, v in feats.items()}, "state": state})
-            np.testing.assert_allclose(probs[:, i], p, atol=1e-5, rtol=0)
-        with torch.no_grad():
-            ref, _ = model({k: torch.from_numpy(v) for k, v in feats.items()})
-        np.testing.assert_allclose(probs, ref.numpy(), atol=1e-5, rtol=0)
-
-
-def test_pool_step_updates_only_its_slots(tmp_path: Path) -> None:
-    model = _model(SMALL, seed=5)
-    path = export_step_pool(model, tmp_path / "step_pool.onnx", capacity=12)
-    art = load_artifact(path, kind="step_pool")
-    assert art.input("pool").shape == (12, SMALL.state_size)
-    sess = _session(path)
-    rng = np.random.default_rng(6)
-    pool = rng.normal(size=(12, SMALL.state_size)).astype(np.float32)
-    slots = np.array([7, 2, 11], np.int64)
-    feats = {s: rng.normal(size=(3, d)).astype(np.float32) for s, d in SMALL.modalities.items()}
-    probs, pool_out = sess.run(None, {**feats, "pool": pool, "slots": slots})
-    with torch.no_grad():
-        ref_p, ref_s = model.step(
-            {k: torch.from_numpy(v) for k, v in feats.items()}, torch.from_numpy(pool[slots])
-        )
-    np.testing.assert_allclose(probs, ref_p.numpy(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(pool_out[slots], ref_s.numpy(), atol=1e-5, rtol=0)
-    others = np.setdiff1d(np.arange(12), slots)
-    np.testing.assert_array_equal(pool_out[others], pool[others])
+#: What the exported step may contain: the written-out cells and heads, nothing fused or
+#: data-dependent (Identity: the fc baseline passes its empty state through).
+PLAIN_OPS = {"MatMul", "Add", "Sub", "Mul", "Div", "Sigmoid", "Tanh", "Relu", "Slice", "Concat"}
+PLAIN_OPS |= {"Softmax", "Identity"}
 
 
 @pytest.mark.parametrize(
-    ("cell", "fusion"), [("gru", "fusion_layer"), ("lstm", "gating"), ("gru", "average")]
+    ("cell", "fusion", "fold"),
+    [("gru", "fusion_layer", True), ("lstm", "gating", False), ("fc", "average", True)],
 )
-def test_gru_operator_step_variant_matches_pytorch(tmp_path: Path, cell: str, fusion: str) -> None:
-    """The benchmark's ONNX GRU/LSTM-operator step (built with onnx.helper) is the same step."""
+def test_step_graph_is_plain_ops(tmp_path: Path, cell: str, fusion: str, fold: bool) -> None:
+    """model.step exports as MatMul/Sigmoid/Tanh/...; each modality input feeds one MatMul."""
     import onnx
-
-    from reclnet.export.onnx_builder import build_step_rnn_model
+    from onnx import numpy_helper
 
     cfg = RecLNetConfig(
         num_actions=4,
@@ -201,7 +166,54 @@ def test_gru_operator_step_variant_matches_pytorch(tmp_path: Path, cell: str, fu
         cell=cell,
         fusion=fusion,
     )
-    model = _model(cfg, seed=7)
-    path = tmp_path / "step_rnn.onnx"
-    onnx.save(build_step_rnn_model(model), str(path))
-    assert _run_tracks(model, _session(path), frames=40, seed=8) <= 1e-5
+    path = export_step(_model(cfg, seed=9), tmp_path / "step.onnx", fold_projection=fold)
+    graph = onnx.load(str(path)).graph
+    ops = {n.op_type for n in graph.node}
+    assert ops <= PLAIN_OPS, ops - PLAIN_OPS
+    assert {"MatMul", "Softmax"} <= ops and "Gemm" not in ops
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    gates = {"gru": 3 * 8, "lstm": 4 * 8, "fc": cfg.fc_hidden_size}[cell]
+    for name, d in cfg.modalities.items():
+        (first,) = [n for n in graph.node if name in n.input]
+        assert first.op_type == "MatMul" and first.input[0] == name
+        # Pre-transposed weights [D_in, D_out]: folded, layer 0 reads the features directly.
+        assert inits[first.input[1]].shape == (d, gates if fold else cfg.projection_size)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "fc"])
+def test_folded_model_equals_model(cell: str) -> None:
+    cfg = RecLNetConfig(
+        num_actions=4,
+        modalities={"rgb": 20, "flow": 12},
+        projection_size=16,
+        memory_size=8,
+        cell=cell,
+    )
+    model = _model(cfg, seed=10)
+    folded = fold_input_projection(model)
+    assert isinstance(model.encoders["rgb"].projection, torch.nn.Linear)  # original untouched
+    g = torch.Generator().manual_seed(11)
+    feats = {s: torch.randn(3, 12, d, generator=g) for s, d in cfg.modalities.items()}
+    with torch.no_grad():
+        ref, ref_state = model(feats)
+        got, got_state = folded(feats)
+        step_p, step_s = folded.step({s: x[:, 0] for s, x in feats.items()})
+    # float64 products, one float32 rounding of the folded weights: far below 1e-5.
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_state, ref_state, atol=1e-5, rtol=0)
+    torch.testing.assert_close(step_p, ref[:, 0], atol=1e-5, rtol=0)
+    assert step_s.shape == (3, cfg.state_size)
+    with pytest.raises(ValueError, match="already folded"):
+        fold_input_projection(folded)
+
+
+def test_folding_shrinks_the_paper_model() -> None:
+    """Per modality, D*P + P + 3M*P projection and layer-0 weights become 3M*D."""
+    model = RecLNet(RecLNetConfig())
+    folded = fold_input_projection(model)
+    assert sum(p.numel() for p in model.parameters()) == 11_174_937
+    d, p, g = 4096, 1024, 3 * 256
+    assert sum(p.numel() for p in folded.parameters()) == 11_174_937 - 2 * (
+        d * p + p + g * p - g * d
+    )
+    assert sum(p.numel() for p in folded.parameters()) == 7_502_873

@@ -9,7 +9,9 @@ logic against a fake engine that computes the step with ONNX Runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -23,7 +25,8 @@ ort = pytest.importorskip("onnxruntime")
 
 from reclnet.config import RecLNetConfig  # noqa: E402
 from reclnet.export import tensorrt_engine as trt_loader  # noqa: E402
-from reclnet.export.onnx_export import export_sequence, export_step, export_step_pool  # noqa: E402
+from reclnet.export.onnx_export import export_step  # noqa: E402
+from reclnet.export.sidecar import write_sidecar  # noqa: E402
 from reclnet.export.tensorrt_check import supported_ops, tensorrt_problems  # noqa: E402
 from reclnet.runtime.artifacts import load_artifact  # noqa: E402
 from reclnet.runtime.backends.tensorrt import runner as trt_runner  # noqa: E402
@@ -40,8 +43,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = RecLNet(CFG).eval()
     out = tmp_path_factory.mktemp("trt")
     export_step(model, out / "step.onnx")
-    export_step_pool(model, out / "step_pool.onnx", capacity=16)
-    export_sequence(model, out / "sequence.onnx")
+    lstm = RecLNet(dataclasses.replace(CFG, cell="lstm", fusion="gating")).eval()
+    export_step(lstm, out / "lstm" / "step.onnx", fold_projection=False)
+    # The same graph declared as another kind of artifact: build_engine must refuse it.
+    other = out / "other.onnx"
+    shutil.copyfile(out / "step.onnx", other)
+    write_sidecar(other, kind="features", config=None)
     return out
 
 
@@ -55,11 +62,10 @@ def test_supported_list_names_its_version() -> None:
 
 def test_step_graphs_are_tensorrt_compatible(model_dir: Path) -> None:
     assert tensorrt_problems(model_dir / "step.onnx") == []
-    assert tensorrt_problems(model_dir / "step_pool.onnx") == []
-    # The sequence model also has a dynamic T (whole tracks): allowed explicitly, nothing else.
-    assert tensorrt_problems(model_dir / "sequence.onnx", dynamic_axes=("N", "T")) == []
-    problems = tensorrt_problems(model_dir / "sequence.onnx")
-    assert problems and all("('T')" in p for p in problems)
+    assert tensorrt_problems(model_dir / "lstm" / "step.onnx") == []
+    # Only the declared axes may be dynamic: with N not allowed, every I/O tensor is flagged.
+    problems = tensorrt_problems(model_dir / "step.onnx", dynamic_axes=("K",))
+    assert len(problems) == 5 and all("('N')" in p for p in problems)
 
 
 def test_checker_flags_dynamic_quantization(model_dir: Path, tmp_path: Path) -> None:
@@ -249,7 +255,7 @@ def test_build_engine_fp32_and_errors(model_dir: Path, tmp_path: Path) -> None:
             model_dir / "step.onnx", min_tracks=8, opt_tracks=4, trt=_fake_trt(_Recorder())
         )
     with pytest.raises(ValueError, match="step models"):
-        trt_loader.build_engine(model_dir / "sequence.onnx", trt=_fake_trt(_Recorder()))
+        trt_loader.build_engine(model_dir / "other.onnx", trt=_fake_trt(_Recorder()))
     with pytest.raises(ValueError, match="precision"):
         trt_loader.build_engine(
             model_dir / "step.onnx", precision="fp8", trt=_fake_trt(_Recorder())

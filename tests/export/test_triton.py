@@ -100,7 +100,6 @@ def test_cli_writes_the_repository(tmp_path: Path) -> None:
             str(ckpt),
             "--out",
             str(tmp_path / "out"),
-            "--no-sequence",
             "--triton",
             str(tmp_path / "r"),
         ]

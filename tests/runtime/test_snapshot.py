@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reclnet_test_helpers  # see tests/conftest.py
+from reclnet_test_helpers import CONFIG
 
-from reclnet.config import PostprocessConfig, RecLNetConfig
+from reclnet.config import RecLNetConfig
 from reclnet.runtime import OnlineScorer
 from reclnet.runtime.backends import load_backend
 from reclnet.runtime.snapshot import SnapshotError
@@ -20,38 +22,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("reclnet.runtime.postproc._core", reason="the C core extension is not built")
 
 HERE = Path(__file__).resolve().parent
-CONFIG = RecLNetConfig(
-    num_actions=4,
-    modalities={"rgb": 12, "flow": 10},
-    projection_size=16,
-    memory_size=8,
-    num_layers=2,
-)
 SETTINGS = dict(window=7, lookahead=3, threshold=0.24, top_k=5, min_length=2, max_age=2)
+# The shared helpers (tests/helpers.py): make_tracks / frame_inputs; a child process
+# loads the same file by path.
+HELPERS_PATH = HERE.parent / "helpers.py"
 
 
 def _helpers():
-    """make_tracks / frame_inputs of test_scorer.py (loaded by path: tests are not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_scorer_helpers", HERE / "test_scorer.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    """A tiny model and its step.onnx (exported once per session, shared by test files)."""
-    from reclnet.export.onnx_export import export_step
-    from reclnet.train.model import RecLNet
-
-    torch.manual_seed(0)
-    model = RecLNet(CONFIG).eval()
-    path = tmp_path_factory.getbasetemp() / "tiny_backends" / "step.onnx"
-    if not path.exists():
-        export_step(model, path, postprocess=PostprocessConfig(window=7, threshold=0.3))
-    return model, path
+    """The shared test helpers module (registered by tests/conftest.py)."""
+    return reclnet_test_helpers
 
 
 def _run(scorer: OnlineScorer, tracks, frames, helpers, flush: bool):
@@ -122,7 +101,7 @@ def test_restore_in_another_process_continues_identically(exported, tmp_path: Pa
             "-c",
             CHILD.format(
                 tests=str(HERE),
-                helpers=str(HERE / "test_scorer.py"),
+                helpers=str(HELPERS_PATH),
                 seed=seed,
                 frames=frames[k:],
                 model=str(model_path),

@@ -121,10 +121,9 @@ needs_ucf = pytest.mark.skipif(
 @pytest.mark.data
 @needs_ucf
 def test_ucf_timing_is_the_real_one() -> None:
-    import pickle
+    from reclnet.runtime.offline import safe_pickle
 
-    with open(Path(UCF) / "pyannot_with_class_names.pkl", "rb") as fh:
-        db = pickle.load(fh)["db"]
+    db = safe_pickle.load(Path(UCF) / "pyannot_with_class_names.pkl")["db"]
     spec = FeatureSpec(modalities={"rgb": 8})
     videos, classes = ucf_videos(max_train=6, max_test=3, spec=spec, distractors=1.0, seed=1)
     assert len(classes) == 24 and len(videos) == 9

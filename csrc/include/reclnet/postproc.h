@@ -116,6 +116,10 @@ typedef struct rpp_event {
     double score;          /* mean of the top-k raw scores so far */
 } rpp_event;
 
+/* Largest memory of one track (about 4 * (2 * w * C + k * C) bytes, see "Cost"):
+ * configurations needing more are refused with RPP_ERR_CONFIG. */
+#define RPP_MAX_TRACK_BYTES (UINT64_C(1) << 28)
+
 typedef struct rpp_config {
     int32_t num_classes;     /* C >= 1 */
     int32_t window;          /* w >= 1 */
@@ -141,7 +145,8 @@ rpp_status rpp_bank_get_config(const rpp_bank *bank, rpp_config *out);
 /* Closes every track without emitting events; keeps the config. */
 rpp_status rpp_bank_reset(rpp_bank *bank);
 
-/* Opens a track; *slot = the lowest free slot (the table grows when full). */
+/* Opens a track; *slot = the lowest free slot (the table grows when full). O(1)
+ * amortized: a bitmap tree finds the slot, a hash table the duplicate ids. */
 rpp_status rpp_bank_open_track(rpp_bank *bank, int64_t track_id, int32_t *slot);
 /* num_tracks: open tracks; capacity: current slot table size. */
 rpp_status rpp_bank_counts(const rpp_bank *bank, int32_t *num_tracks, int32_t *capacity);
@@ -181,7 +186,11 @@ rpp_status rpp_bank_push_track(rpp_bank *bank, int32_t slot, int64_t T, const in
 rpp_status rpp_bank_close_track(rpp_bank *bank, int32_t slot, rpp_event *events,
                                 int64_t capacity, int64_t *n_events);
 
-/* Snapshot (layout above). save: *written = bytes written; size must be >= state_size. */
+/* Snapshot (layout above). save: *written = bytes written; size must be >= state_size.
+ * load trusts nothing (the checksum only catches accidents): every count, index and
+ * size is checked against the buffer and the allocations, and only states a real bank
+ * can reach are accepted (they save back to the same bytes); otherwise RPP_ERR_STATE,
+ * or RPP_ERR_NOMEM, and *out = NULL. */
 rpp_status rpp_bank_state_size(const rpp_bank *bank, size_t *size);
 rpp_status rpp_bank_save_state(const rpp_bank *bank, void *buf, size_t size, size_t *written);
 rpp_status rpp_bank_load_state(const void *buf, size_t size, rpp_bank **out);

@@ -10,7 +10,7 @@ on the device; only the probabilities come back to the host each frame.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from reclnet.config import PostprocessConfig
 from reclnet.runtime.artifacts import ArtifactError, load_artifact
-from reclnet.runtime.backends import BackendError, RunnerBase, check_step_outputs
+from reclnet.runtime.backends.base import BackendError, StepRunner
 
 from .loader import device_of
 
@@ -74,7 +74,7 @@ def make_session(
         raise BackendError(f"onnxruntime backend: cannot load {path}: {exc}") from exc
 
 
-class OrtRunner(RunnerBase):
+class OrtRunner(StepRunner):
     """An exported step model in an ONNX Runtime session.
 
     Parameters
@@ -128,19 +128,16 @@ class OrtRunner(RunnerBase):
             )
         self._outputs = ["probs", "state_out"]
 
-    def step(self, features: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
-        """One frame for N tracks (see :class:`reclnet.runtime.backends.StepRunner`)."""
-        if self.session is None:
-            raise BackendError("onnxruntime backend: the runner is closed")
+    def _step(self, features: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+        """One frame for N tracks on checked inputs (see :class:`StepRunner`)."""
         if not self.device_resident:
-            feeds = {k: np.ascontiguousarray(features[k]) for k in self.config.modalities}
+            feeds = {k: np.ascontiguousarray(v) for k, v in features.items()}
             feeds["state"] = np.ascontiguousarray(state)
             probs, new_state = self.session.run(self._outputs, feeds)
-            check_step_outputs(self.config, len(state), probs, new_state)
             return probs, new_state
         binding = self.session.io_binding()
-        for k in self.config.modalities:
-            binding.bind_cpu_input(k, np.ascontiguousarray(features[k]))
+        for k, v in features.items():
+            binding.bind_cpu_input(k, np.ascontiguousarray(v))
         if isinstance(state, ort.OrtValue):
             # The previous step's output, still on the device: no copy.
             binding.bind_ortvalue_input("state", state)
@@ -150,18 +147,22 @@ class OrtRunner(RunnerBase):
         binding.bind_output("state_out", self.device, self.device_id)
         self.session.run_with_iobinding(binding)
         probs_val, state_val = binding.get_outputs()
-        probs = probs_val.numpy()
-        n = probs.shape[0]
-        check_step_outputs(self.config, n, probs, None)
-        if tuple(state_val.shape()) != (n, self.config.state_size):
-            raise BackendError(f"onnxruntime backend: state_out has shape {state_val.shape()}")
-        return probs, state_val
+        return probs_val.numpy(), state_val
 
-    def fetch_state(self, state: Any) -> np.ndarray:
-        """Host copy of a state returned by :meth:`step`."""
-        if isinstance(state, ort.OrtValue):
-            return state.numpy()
-        return np.asarray(state)
+    def _state_rows(self, state: Any) -> int:
+        """N of an ``OrtValue`` state of shape ``[N, S]``."""
+        if not isinstance(state, ort.OrtValue):
+            return super()._state_rows(state)
+        shape = tuple(state.shape())
+        if len(shape) != 2 or shape[1] != self.config.state_size:
+            raise ValueError(
+                f"onnxruntime backend: state handle has shape {list(shape)}, "
+                f"expected [N, {self.config.state_size}]"
+            )
+        return int(shape[0])
 
-    def close(self) -> None:
+    def _fetch_state(self, state: Any) -> np.ndarray:
+        return state.numpy()
+
+    def _close(self) -> None:
         self.session = None

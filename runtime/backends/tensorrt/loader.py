@@ -1,4 +1,4 @@
-"""TensorRT engines: deserialize one built by :mod:`reclnet.export.tensorrt_engine`.
+"""TensorRT engines: deserialize one built by :mod:`reclnet.export.tensorrt_engine`, load a runner.
 
 The only module of reclnet that imports ``tensorrt`` (lazily, inside
 :func:`import_tensorrt`); the engine builder in ``export/`` gets the module from here.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from reclnet.config import PostprocessConfig
 from reclnet.runtime.artifacts import Artifact, load_artifact
 
-__all__ = ["EngineLoadError", "deserialize_engine", "import_tensorrt"]
+__all__ = ["EngineLoadError", "deserialize_engine", "import_tensorrt", "load"]
 
 
 class EngineLoadError(RuntimeError):
@@ -45,3 +46,49 @@ def deserialize_engine(engine_path: str | os.PathLike, *, trt: Any = None) -> tu
     if engine is None:
         raise EngineLoadError(f"{engine_path}: TensorRT could not deserialize the engine")
     return engine, artifact
+
+
+def load(
+    engine: str | os.PathLike,
+    *,
+    memory: str = "cuda-python",
+    device: int = 0,
+    postprocess: PostprocessConfig | None = None,
+) -> Any:
+    """Load a TensorRT step engine (``*.engine`` + sidecar, built by ``reclnet build-engine``).
+
+    The registry's entry point (``load_backend("tensorrt", engine=...)``).
+
+    Parameters
+    ----------
+    engine : path-like
+        The engine file; its sidecar is verified.
+    memory : str
+        Device-memory binding: ``"cuda-python"`` or ``"pycuda"``.
+    device : int
+        CUDA device ordinal.
+    postprocess : PostprocessConfig, optional
+        Overrides the sidecar's post-processing defaults.
+
+    Returns
+    -------
+    TensorRTStepRunner
+
+    Raises
+    ------
+    BackendError
+        TensorRT or the CUDA binding is missing, or the engine cannot be loaded.
+    """
+    from reclnet.runtime.backends.base import BackendError
+
+    from .runner import TensorRTStepRunner
+
+    try:
+        return TensorRTStepRunner(engine, memory=memory, device=device, postprocess=postprocess)
+    except ImportError as exc:
+        raise BackendError(
+            f"tensorrt backend: {exc} (install the 'trt' or 'trt-pycuda' extra on a machine "
+            "with an NVIDIA GPU)"
+        ) from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BackendError(f"tensorrt backend: {exc}") from exc

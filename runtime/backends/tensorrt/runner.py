@@ -1,6 +1,8 @@
 """Native TensorRT step runner: execute_async_v3 with named tensor addresses, states on the device.
 
-Follows the step-backend protocol of :mod:`reclnet.runtime.backends`. Device
+A :class:`~reclnet.runtime.backends.base.StepRunner`: the base class checks the
+batch (N within the engine profile's ``max_tracks``) and every input and output;
+this module only moves buffers and runs the engine. Device
 buffers are sized once for the engine profile's ``max_tracks``; the packed
 states live in two device buffers used in ping-pong (``state`` reads one,
 ``state_out`` writes the other, then they swap), so in the steady state (same
@@ -13,13 +15,13 @@ Memory goes through cuda-python (default) or pycuda. Imports neither tensorrt
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from reclnet.config import PostprocessConfig
+from reclnet.runtime.backends.base import StepRunner
 
 __all__ = ["DeviceState", "TensorRTStepRunner"]
 
@@ -43,7 +45,7 @@ def _memory(kind: str, device: int) -> Any:
     return DeviceMemory(device)
 
 
-class TensorRTStepRunner:
+class TensorRTStepRunner(StepRunner):
     """One engine, one execution context, device buffers for up to ``max_tracks`` tracks.
 
     Parameters
@@ -61,6 +63,8 @@ class TensorRTStepRunner:
 
     name = "tensorrt"
     device_resident = True
+    max_tracks_origin = "the engine profile"
+    max_tracks_hint = "rebuild the engine with a larger max_tracks"
 
     def __init__(
         self,
@@ -95,45 +99,23 @@ class TensorRTStepRunner:
         self._current = 0  # ping-pong buffer holding the latest states
 
     # ------------------------------------------------------------------ step
-    def step(self, features: Mapping[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
-        """One frame for N tracks.
+    def _step(self, features: dict[str, np.ndarray], state: Any) -> tuple[np.ndarray, Any]:
+        """One frame for N tracks on checked inputs (see :class:`StepRunner`).
 
-        Parameters
-        ----------
-        features : dict[str, np.ndarray]
-            float32 ``[N, D_modality]`` per stream.
-        state : np.ndarray or DeviceState
-            float32 ``[N, S]`` host states, or the handle the previous step returned.
-
-        Returns
-        -------
-        probs : np.ndarray
-            float32 ``[N, C+1]`` (host).
-        state : DeviceState
-            Handle of the new states on the device (see :meth:`fetch_state`).
+        ``state`` is float32 ``[N, S]`` host states or the :class:`DeviceState` the
+        previous step returned; returns host probs and a :class:`DeviceState`.
         """
-        if self._mem is None:
-            raise RuntimeError("tensorrt runner is closed")
         cfg = self.config
+        src = self._current
         if isinstance(state, DeviceState):
-            if state.generation != self._generation or state.buffer != self._current:
-                raise ValueError("stale device state handle: pass the handle of the last step")
-            n, src = state.n, self._current
+            n = state.n
         else:
-            host = np.ascontiguousarray(state, dtype=np.float32)
-            if host.ndim != 2 or host.shape[1] != cfg.state_size:
-                raise ValueError(f"state must be [N, {cfg.state_size}], got {host.shape}")
-            n, src = host.shape[0], self._current
-            self._mem.htod(self._state[src], host)
-        if not 1 <= n <= self.max_tracks:
-            raise ValueError(f"N={n} tracks outside the engine profile [1, {self.max_tracks}]")
+            n = state.shape[0]
+            self._mem.htod(self._state[src], np.ascontiguousarray(state))
         dst = 1 - src
-        for name, d in cfg.modalities.items():
-            x = np.ascontiguousarray(features[name], dtype=np.float32)
-            if x.shape != (n, d):
-                raise ValueError(f"features[{name!r}] must be [{n}, {d}], got {x.shape}")
-            self._mem.htod(self._inputs[name], x)
-            self._context.set_input_shape(name, (n, d))
+        for name, x in features.items():
+            self._mem.htod(self._inputs[name], np.ascontiguousarray(x))
+            self._context.set_input_shape(name, x.shape)
             self._context.set_tensor_address(name, self._inputs[name])
         self._context.set_input_shape("state", (n, cfg.state_size))
         self._context.set_tensor_address("state", self._state[src])
@@ -148,29 +130,24 @@ class TensorRTStepRunner:
         self._current = dst
         return probs, DeviceState(dst, n, self._generation)
 
-    def fetch_state(self, state: Any) -> np.ndarray:
-        """Host copy (float32 ``[N, S]``) of a state handle (or a host array, returned as is)."""
+    def _state_rows(self, state: Any) -> int:
+        """N of a :class:`DeviceState` of the last step (an older one is stale)."""
         if not isinstance(state, DeviceState):
-            return np.asarray(state, dtype=np.float32)
-        if self._mem is None:
-            raise RuntimeError("tensorrt runner is closed")
-        if state.generation != self._generation:
-            raise ValueError("stale device state handle: its buffer was overwritten since")
+            return super()._state_rows(state)
+        if state.generation != self._generation or state.buffer != self._current:
+            raise ValueError("stale device state handle: pass the handle of the last step")
+        return state.n
+
+    def _fetch_state(self, state: Any) -> np.ndarray:
         out = np.empty((state.n, self.config.state_size), np.float32)
         self._mem.dtoh(out, self._state[state.buffer])
         self._mem.synchronize()
         return out
 
-    def close(self) -> None:
-        """Free device memory, the context and the engine (idempotent)."""
+    def _close(self) -> None:
+        """Free device memory, the context and the engine."""
         if self._mem is not None:
             self._mem.close()
             self._mem = None
         self._context = None
         self._engine = None
-
-    def __enter__(self) -> TensorRTStepRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from reclnet.config import PostprocessConfig
-from reclnet.runtime.backends import BackendError, RunnerBase, check_step_outputs
+from reclnet.runtime.backends.base import BackendError, StepRunner
 
 __all__ = ["TorchRunner", "sequence_probs"]
 
@@ -26,7 +26,7 @@ def _torch() -> Any:
         raise BackendError(f"torch backend: PyTorch is not installed ({exc})") from exc
 
 
-class TorchRunner(RunnerBase):
+class TorchRunner(StepRunner):
     """Runs :meth:`reclnet.train.model.RecLNet.step` eagerly (the reference backend).
 
     Parameters
@@ -74,21 +74,15 @@ class TorchRunner(RunnerBase):
             postprocess = PostprocessConfig.from_dict(stored) if stored else PostprocessConfig()
         self.postprocess = postprocess
 
-    def step(
-        self, features: Mapping[str, np.ndarray], state: np.ndarray
+    def _step(
+        self, features: dict[str, np.ndarray], state: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One frame for N tracks (see :class:`reclnet.runtime.backends.StepRunner`)."""
-        n = len(state)
+        """One frame for N tracks on checked inputs (see :class:`StepRunner`)."""
         torch = self._torch
         with torch.inference_mode():
-            feats = {
-                k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in features.items()
-            }
+            feats = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
             probs, new_state = self.model.step(feats, torch.from_numpy(state).to(self.device))
-        probs_np = probs.cpu().numpy()
-        state_np = new_state.cpu().numpy()
-        check_step_outputs(self.config, n, probs_np, state_np)
-        return probs_np, state_np
+        return probs.cpu().numpy(), new_state.cpu().numpy()
 
     def sequence(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Probabilities of one whole track from a zero state (the offline reference).
@@ -104,9 +98,6 @@ class TorchRunner(RunnerBase):
             float32 ``[T, C+1]``.
         """
         return sequence_probs(self.model, features, device=self.device)
-
-    def close(self) -> None:
-        pass
 
 
 def sequence_probs(

@@ -7,47 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reclnet_test_helpers import CONFIG, random_inputs, tiny_model  # see tests/conftest.py
 
-from reclnet.config import PostprocessConfig, RecLNetConfig
 from reclnet.runtime.backends import BackendError, StepRunner, available_backends, load_backend
 from reclnet.runtime.backends.onnxruntime.loader import device_of, provider_list
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
-
-CONFIG = RecLNetConfig(
-    num_actions=4,
-    modalities={"rgb": 12, "flow": 10},
-    projection_size=16,
-    memory_size=8,
-    num_layers=2,
-)
-
-
-def tiny_model(config: RecLNetConfig = CONFIG, seed: int = 0):
-    from reclnet.train.model import RecLNet
-
-    torch.manual_seed(seed)
-    return RecLNet(config).eval()
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
-    """A tiny model and its step.onnx (exported once per session, shared by test files)."""
-    from reclnet.export.onnx_export import export_step
-
-    model = tiny_model()
-    path = tmp_path_factory.getbasetemp() / "tiny_backends" / "step.onnx"
-    if not path.exists():
-        export_step(model, path, postprocess=PostprocessConfig(window=7, threshold=0.3))
-    return model, path
-
-
-def random_inputs(n: int, seed: int, config: RecLNetConfig = CONFIG):
-    rng = np.random.default_rng(seed)
-    feats = {k: rng.standard_normal((n, d), dtype=np.float32) for k, d in config.modalities.items()}
-    state = rng.standard_normal((n, config.state_size), dtype=np.float32) * 0.5
-    return feats, state
 
 
 # ----------------------------------------------------------------- registry
@@ -219,50 +185,10 @@ def test_cuda_execution_provider_keeps_states_on_device(exported) -> None:
     np.testing.assert_allclose(gpu.fetch_state(gs2), rs2, atol=1e-4)
 
 
-# ------------------------------------------------------------- tensorrt adapter
-class _Inner:
-    """Stands in for TensorRTStepRunner: an ORT io-binding runner with an engine size limit."""
-
-    def __init__(self, runner, max_tracks: int) -> None:
-        self.runner, self.max_tracks = runner, max_tracks
-        self.config, self.postprocess = runner.config, runner.postprocess
-        self.closed = False
-
-    def step(self, features, state):
-        if isinstance(state, np.ndarray) and state.shape[1] != self.config.state_size:
-            raise ValueError("state must be [N, S]")
-        return self.runner.step(features, state)
-
-    def fetch_state(self, state):
-        return self.runner.fetch_state(state)
-
-    def close(self) -> None:
-        self.closed = True
-
-
+# ------------------------------------------------------------- tensorrt
 def test_tensorrt_backend_without_engine_or_package_is_a_backend_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="tensorrt backend"):
         load_backend("tensorrt", engine=tmp_path / "step.engine")
-
-
-def test_tensorrt_adapter_checks_the_batch_and_wraps_errors(exported) -> None:
-    from reclnet.runtime.backends.trt_adapter import TensorRTAdapter
-
-    _, path = exported
-    inner = _Inner(load_backend("onnxruntime", model=path, io_binding=True), max_tracks=3)
-    with TensorRTAdapter(inner) as adapter:
-        assert isinstance(adapter, StepRunner) and adapter.device_resident
-        feats, state = random_inputs(3, seed=5)
-        probs, handle = adapter.step(feats, state)
-        want_p, want_s = inner.runner.step(feats, state)
-        np.testing.assert_array_equal(probs, want_p)
-        np.testing.assert_array_equal(adapter.fetch_state(handle), inner.runner.fetch_state(want_s))
-        big, big_state = random_inputs(4, seed=6)
-        with pytest.raises(BackendError, match="at most 3"):
-            adapter.step(big, big_state)
-        with pytest.raises(BackendError, match=r"state must be \[N, S\]"):
-            adapter.step(feats, state[:, :3])
-    assert inner.closed
 
 
 @pytest.mark.gpu
@@ -280,3 +206,223 @@ def test_tensorrt_engine_matches_torch(exported, tmp_path: Path) -> None:
         rp2, rs2 = ref.step(feats, rs)
         np.testing.assert_allclose(tp2, rp2, atol=1e-3)
         np.testing.assert_allclose(trt.fetch_state(ts2), rs2, atol=1e-3)
+
+
+# ------------------------------------------------------------- the contract
+def test_available_backends_imports_no_backend_package() -> None:
+    """Looking the packages up must not import them (nor the CUDA bindings)."""
+    import json
+    import subprocess
+    import sys
+
+    heavy = ("torch", "tensorrt", "onnxruntime", "cuda", "pycuda")
+    script = (
+        "import json, sys\n"
+        "from reclnet.runtime.backends import available_backends\n"
+        "names = available_backends()\n"
+        f"heavy = {heavy!r}\n"
+        "print(json.dumps({'names': names, 'loaded': sorted(m for m in sys.modules "
+        "if m.split('.')[0] in heavy)}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == []
+    assert {"torch", "onnxruntime"} <= set(out["names"])  # installed in this environment
+
+
+class Softmax(StepRunner):
+    """An exact numpy recurrent step (the test double of the contract tests).
+
+    ``corrupt`` names what its next outputs get wrong; ``calls`` counts ``_step``.
+    """
+
+    name = "softmax"
+
+    def __init__(self, config=CONFIG, max_tracks=None) -> None:
+        rng = np.random.default_rng(0)
+        self.config, self.max_tracks = config, max_tracks
+        d = sum(config.modalities.values())
+        self.w = rng.standard_normal((d + config.state_size, config.state_size)).astype(np.float32)
+        self.h = rng.standard_normal((config.state_size, config.num_classes)).astype(np.float32)
+        self.corrupt: str | None = None
+        self.calls = 0
+        self.closes = 0
+
+    def _step(self, features, state):
+        self.calls += 1
+        if self.corrupt == "raise":
+            raise RuntimeError("device lost")
+        x = np.concatenate([*features.values(), state], axis=1)
+        new = np.tanh(x @ self.w).astype(np.float32)
+        logits = new @ self.h
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        bad = self.corrupt
+        if bad == "probs nan":
+            probs[-1, 0] = np.nan
+        elif bad == "probs float64":
+            probs = probs.astype(np.float64)
+        elif bad == "probs columns":
+            probs = probs[:, :-1]
+        elif bad == "probs rows":
+            probs = probs[:-1]
+        elif bad == "logits":
+            probs = logits.astype(np.float32)
+        elif bad == "state inf":
+            new[0, 0] = np.inf
+        elif bad == "state shape":
+            new = new[:, :-1]
+        elif bad == "probs list":
+            probs = probs.tolist()
+        return probs, new
+
+    def _close(self) -> None:
+        self.closes += 1
+
+
+def _bad_inputs():
+    feats, state = random_inputs(3, seed=0)
+    nan = state.copy()
+    nan[2, 1] = np.nan
+    inf = feats["flow"].copy()
+    inf[1, 0] = np.inf
+    return {
+        "missing modality": (({"rgb": feats["rgb"]}, state), ValueError, r"missing \['flow'\]"),
+        "unknown modality": (({**feats, "depth": feats["rgb"]}, state), ValueError, "unknown"),
+        "not a dict": ((list(feats.values()), state), TypeError, "dict modality"),
+        "feature list": (({**feats, "rgb": feats["rgb"].tolist()}, state), TypeError, "numpy"),
+        "feature float64": (
+            ({**feats, "rgb": feats["rgb"].astype(np.float64)}, state),
+            TypeError,
+            r"features\['rgb'\] must be float32",
+        ),
+        "feature rows": (({**feats, "rgb": feats["rgb"][:2]}, state), ValueError, r"\[N=3, 12\]"),
+        "feature size": (
+            ({**feats, "flow": np.zeros((3, 9), np.float32)}, state),
+            ValueError,
+            "feature size 9, the model expects 10",
+        ),
+        "feature inf": (({**feats, "flow": inf}, state), ValueError, r"NaN or infinite .*row 1"),
+        "state float64": ((feats, state.astype(np.float64)), TypeError, "state must be float32"),
+        "state size": ((feats, state[:, :5]), ValueError, r"state must be \[N, S=32\]"),
+        "state nan": ((feats, nan), ValueError, r"state has NaN or infinite values \(row 2\)"),
+        "state list": ((feats, state.tolist()), TypeError, "state must be a float32 numpy"),
+        "no tracks": (
+            ({k: v[:0] for k, v in feats.items()}, state[:0]),
+            ValueError,
+            r"N=0 tracks outside",
+        ),
+    }
+
+
+@pytest.mark.parametrize("bad", list(_bad_inputs()))
+def test_step_refuses_bad_input_before_the_backend_runs(bad: str) -> None:
+    (features, state), exc, match = _bad_inputs()[bad]
+    runner = Softmax()
+    with pytest.raises(exc, match=match):
+        runner.step(features, state)
+    assert runner.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "match"),
+    [
+        ("probs nan", r"non-finite probabilities \(row 2\)"),
+        ("probs float64", r"probs float64\[3, 5\], expected float32\[3, 5\]"),
+        ("probs columns", r"probs float32\[3, 4\], expected float32\[3, 5\]"),
+        ("probs rows", r"probs float32\[2, 5\]"),
+        ("probs list", "expected float32"),
+        ("logits", "sums to"),
+        ("state inf", r"non-finite states \(row 0\)"),
+        ("state shape", r"state float32\[3, 31\], expected float32\[3, 32\]"),
+        ("raise", "softmax backend: step failed: device lost"),
+    ],
+)
+def test_step_refuses_bad_backend_output(corrupt: str, match: str) -> None:
+    feats, state = random_inputs(3, seed=1)
+    runner = Softmax()
+    runner.corrupt = corrupt
+    with pytest.raises(BackendError, match=match):
+        runner.step(feats, state)
+    runner.corrupt = None
+    probs, new = runner.step(feats, state)  # and it goes on
+    assert probs.shape == (3, CONFIG.num_classes) and new.shape == state.shape
+
+
+def test_step_checks_n_against_max_tracks_and_returns_the_backend_outputs() -> None:
+    runner = Softmax(max_tracks=4)
+    feats, state = random_inputs(4, seed=2)
+    probs, new = runner.step(feats, state)
+    # The base class hands the backend's outputs through unchanged.
+    want_p, want_s = runner._step(dict(feats), state)
+    np.testing.assert_array_equal(probs, want_p)
+    np.testing.assert_array_equal(new, want_s)
+    big, big_state = random_inputs(5, seed=3)
+    with pytest.raises(ValueError, match=r"N=5 tracks outside the backend's max_tracks \[1, 4\]"):
+        runner.step(big, big_state)
+
+
+def test_closed_runner_refuses_and_closes_once() -> None:
+    feats, state = random_inputs(2, seed=4)
+    with Softmax() as runner:
+        runner.step(feats, state)
+        assert not runner.closed
+    assert runner.closed and runner.closes == 1
+    runner.close()
+    assert runner.closes == 1
+    with pytest.raises(BackendError, match="softmax backend: the runner is closed"):
+        runner.step(feats, state)
+    assert runner.calls == 1
+
+
+def test_a_backend_must_implement_step() -> None:
+    class Nothing(StepRunner):
+        pass
+
+    with pytest.raises(TypeError, match="_step"):
+        Nothing()
+
+
+def _real_backend(kind: str, exported):
+    model, path = exported
+    if kind == "torch":
+        return load_backend("torch", model=model)
+    return load_backend("onnxruntime", model=path, io_binding=kind == "onnxruntime-iobinding")
+
+
+@pytest.mark.parametrize("kind", ["torch", "onnxruntime", "onnxruntime-iobinding"])
+@pytest.mark.parametrize("bad", list(_bad_inputs()))
+def test_every_backend_refuses_bad_input_the_same_way(exported, kind: str, bad: str) -> None:
+    (features, state), exc, match = _bad_inputs()[bad]
+    with _real_backend(kind, exported) as runner:
+        with pytest.raises(exc, match=match):
+            runner.step(features, state)
+
+
+def test_device_state_handles_are_checked(exported) -> None:
+    _, path = exported
+    feats, state = random_inputs(3, seed=5)
+    with load_backend("onnxruntime", model=path, io_binding=True) as runner:
+        _, handle = runner.step(feats, state)
+        with pytest.raises(ValueError, match=r"features\['rgb'\] must be \[N=3, 12\]"):
+            runner.step({k: v[:2] for k, v in feats.items()}, handle)
+        with pytest.raises(TypeError, match="state must be a float32 numpy array"):
+            runner.step(feats, object())
+        assert runner.fetch_state(handle).shape == (3, CONFIG.state_size)
+    with pytest.raises(BackendError, match="closed"):
+        runner.fetch_state(handle)
+
+
+def test_tensorrt_runner_is_a_step_runner_without_an_adapter() -> None:
+    """The native runner keeps the contract itself; importing it needs no tensorrt."""
+    import importlib.util
+
+    from reclnet.runtime.backends import BACKENDS
+    from reclnet.runtime.backends.tensorrt.runner import TensorRTStepRunner
+
+    assert issubclass(TensorRTStepRunner, StepRunner) and TensorRTStepRunner.device_resident
+    assert BACKENDS["tensorrt"] == "reclnet.runtime.backends.tensorrt.loader"
+    assert importlib.util.find_spec("reclnet.runtime.backends.trt_adapter") is None

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,26 +35,6 @@ EVENT_KEYS = {
     "num_samples",
     "score",
 }
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random two-stream model with its step model and ResNet-18 feature networks."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
-    from reclnet.config import RecLNetConfig
-    from reclnet.export.cli import main as export_main
-    from reclnet.train.checkpoint import save_checkpoint
-    from reclnet.train.model import RecLNet
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model")
-    config = RecLNetConfig(
-        num_actions=3, modalities={"rgb": 32, "flow": 32}, projection_size=16, memory_size=8
-    )
-    ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
-    assert export_main([str(ckpt), "--out", str(out), "--no-sequence", "--features"]) == 0
-    return out
 
 
 def check_events(events: list[dict], num_frames: int, size: tuple[int, int]) -> None:
@@ -231,45 +210,174 @@ def test_missing_model_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert "step.onnx not found" in capsys.readouterr().err
 
 
-@pytest.mark.data
-@needs_vtest
-def test_ctrl_c_ends_cleanly_with_events_flushed(model_dir: Path, tmp_path: Path) -> None:
-    events_path = tmp_path / "events.jsonl"
-    cmd = [
-        sys.executable,
-        "-m",
-        "reclnet.cli",
-        "stream",
-        str(VTEST),
+def _walker_tracks(path: Path, n: int, track_id: int = 1) -> Path:
+    """One person walking through :func:`_write_clip`'s clip, as a MOTChallenge file."""
+    write_mot(
+        path,
+        np.arange(n),
+        np.full(n, track_id),
+        np.array([[10 + 3 * (i % 40), 20, 40 + 3 * (i % 40), 100] for i in range(n)], np.float64),
+    )
+    return path
+
+
+def _stream_args(tmp_path: Path, model_dir: Path, n: int = 40) -> list[str]:
+    clip = tmp_path / "clip.avi"
+    _write_clip(clip, n)
+    return [
+        str(clip),
         "--model",
         str(model_dir),
+        "--tracks",
+        str(_walker_tracks(tmp_path / "t.txt", n)),
         "--events",
-        str(events_path),
-        "--detect-every",
-        "3",
-        "--feature-scale",
-        "0.25",
+        str(tmp_path / "events.jsonl"),
+        "--snapshot",
+        str(tmp_path / "state.snap"),
+        "--render",
+        str(tmp_path / "overlay.mp4"),
+        "--quiet",
     ]
+
+
+def _check_interrupted_outputs(tmp_path: Path, frames: int) -> None:
+    """Events closed and written, snapshot readable, overlay playable: all ``frames`` frames."""
+    from reclnet.runtime.snapshot import read_snapshot
+
+    events = read_events(tmp_path / "events.jsonl")
+    assert any(e["kind"] == "start" for e in events)
+    check_events(events, frames, (160, 120))  # every open segment was ended and written
+    meta, arrays = read_snapshot(tmp_path / "state.snap")
+    assert meta["frame"] == frames - 1 and arrays["track_ids"].tolist() == [1]
+    assert not list(tmp_path.glob(".state.snap*"))  # nothing left aside
+    with open_source(tmp_path / "overlay.mp4") as video:
+        assert sum(1 for _ in video) == frames
+
+
+@pytest.mark.parametrize(("sig", "name"), [("SIGINT", "Ctrl-C"), ("SIGTERM", "SIGTERM")])
+def test_signal_stops_after_the_current_frame_with_everything_written(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch, sig: str, name: str
+) -> None:
+    # The hook raises the signal in this (main) thread right after frame 12: the
+    # handler the CLI installed must turn it into a clean stop.
+    monkeypatch.setenv("RECLNET_TEST_SIGNAL_AT_FRAME", f"12:{sig}")
+    previous = signal.getsignal(getattr(signal, sig))
+    status = stream_main(_stream_args(tmp_path, model_dir))
+    out = capsys.readouterr().out
+    assert status == 0
+    assert f"interrupted ({name}): 12 frames" in out
+    _check_interrupted_outputs(tmp_path, 12)
+    assert signal.getsignal(getattr(signal, sig)) is previous  # handler restored
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_real_signal_from_outside_ends_cleanly(model_dir: Path, tmp_path: Path, sig) -> None:
+    cmd = [sys.executable, "-m", "reclnet.cli", "stream", *_stream_args(tmp_path, model_dir)]
+    env = {**os.environ, "RECLNET_TEST_HOLD_AT_FRAME": "15"}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
     )
-    deadline = time.monotonic() + 240
-    # Wait until the run is well under way (events written), then press Ctrl-C.
-    while time.monotonic() < deadline and proc.poll() is None:
-        if events_path.exists() and events_path.stat().st_size > 0:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "interrupted (Ctrl-C)" in out
-    events = read_events(events_path)
-    frames_done = int(out.split("interrupted (Ctrl-C): ")[1].split(" frames")[0])
-    assert 0 < frames_done < 795
-    check_events(events, frames_done, (768, 576))  # every open segment was closed
-    json.dumps(events)
+    try:
+        # Synchronized on output: the process says it holds after frame 15.
+        line = _read_line_until(proc, "holding after frame 15")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, line + err
+    name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    assert f"interrupted ({name}): 15 frames" in out
+    _check_interrupted_outputs(tmp_path, 15)
+
+
+def test_kill_9_leaves_valid_events_and_a_playable_overlay(model_dir: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "reclnet.cli", "stream", *_stream_args(tmp_path, model_dir, 60)]
+    env = {**os.environ, "RECLNET_TEST_HOLD_AT_FRAME": "40"}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    )
+    try:
+        _read_line_until(proc, "holding after frame 40")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    events = read_events(tmp_path / "events.jsonl")  # only complete lines
+    assert events and all(e["frame"] < 40 for e in events)
+    # Fragmented MP4 with a keyframe a second (10 frames): at least the fragments
+    # completed before the encoder's delay are playable (30 frames in practice).
+    with open_source(tmp_path / "overlay.mp4") as video:
+        frames = [f.index for f in video]
+    assert 10 <= len(frames) <= 40 and frames == list(range(len(frames)))
+
+
+def _read_line_until(proc: subprocess.Popen, text: str, timeout: float = 240) -> str:
+    """stderr lines of ``proc`` up to one containing ``text`` (the timeout is a hang guard)."""
+    import selectors
+
+    seen = []
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        while True:
+            if not sel.select(timeout):
+                raise AssertionError(f"no {text!r} line within {timeout} s: {seen}")
+            line = proc.stderr.readline()
+            if not line:
+                raise AssertionError(f"process ended before {text!r}: {seen}")
+            seen.append(line)
+            if text in line:
+                return "".join(seen)
+
+
+def test_failing_snapshot_is_reported_after_the_events_are_written(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import errno
+
+    import reclnet.runtime.scorer as scorer_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scorer_module, "write_snapshot", full_disk)
+    args = _stream_args(tmp_path, model_dir)
+    status = stream_main(args)
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.strip().splitlines() == [
+        f"reclnet stream: error: cannot write the snapshot {tmp_path / 'state.snap'}: "
+        "[Errno 28] No space left on device"
+    ]
+    events = read_events(tmp_path / "events.jsonl")
+    assert any(e["kind"] == "start" for e in events)
+    check_events(events, 40, (160, 120))  # the final END events were written anyway
+    assert not (tmp_path / "state.snap").exists() and not list(tmp_path.glob(".state*"))
+
+
+def test_timeline_onto_a_full_disk_is_reported(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    timeline = tmp_path / "timeline.png"
+    status = stream_main([*_stream_args(tmp_path, model_dir, 20), "--timeline", str(timeline)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"cannot write the timeline {timeline}: [Errno 28] No space left on device" in err
+    assert len(err.strip().splitlines()) == 1
+    check_events(read_events(tmp_path / "events.jsonl"), 20, (160, 120))
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []  # the figure was closed despite the error
 
 
 class _DyingCamera:

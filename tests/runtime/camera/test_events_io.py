@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -57,18 +57,31 @@ from reclnet.runtime.camera.events_io import EventWriter
 with EventWriter(sys.argv[1]) as w:
     for i in itertools.count():
         w.write({"kind": "end", "i": i, "tube": [[i, 1.5, 2.5, 3.5, 4.5]] * 50})
+        if i == 999:
+            print("1000 events written", flush=True)  # the parent signals now, mid-writing
 """
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_file_stays_valid_when_the_writer_is_killed(tmp_path: Path, sig: int) -> None:
     path = tmp_path / "e.jsonl"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 200_000):
-        time.sleep(0.02)
-    proc.send_signal(sig)
-    proc.wait(timeout=30)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        # Synchronized on the writer's output; the timeout only guards against a hang.
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(120), "the writer printed nothing within 120 s"
+        assert proc.stdout.readline() == "1000 events written\n"
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
     events = read_events(path)  # raises on a partial line
-    assert len(events) > 10
+    assert len(events) >= 1000
     assert [e["i"] for e in events] == list(range(len(events)))

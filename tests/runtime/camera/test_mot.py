@@ -55,7 +55,7 @@ def test_malformed_lines_are_reported_by_number(tmp_path: Path) -> None:
     text = str(err)
     assert "7 malformed" in text
     assert "line 2: expected at least 6" in text
-    assert "line 3: id is not a number: 'x'" in text
+    assert "line 3: id must be an integer, got 'x'" in text
     assert "line 4: frame must be an integer >= 1" in text
     assert "line 5: bb_width and bb_height must be > 0" in text
     assert "line 6: bb_left is not finite" in text
@@ -99,3 +99,48 @@ def test_round_trip_matches_pandas_reader(tmp_path: Path, seed: int) -> None:
     order = np.lexsort((ids, frames))
     np.testing.assert_allclose(tracks.boxes, boxes[order], atol=1e-2)
     np.testing.assert_allclose(tracks.scores, scores[order], atol=1e-4)
+
+
+def test_ids_and_frames_are_exact_integers(tmp_path: Path) -> None:
+    # Through float64 these two ids (2^53 and 2^53 + 1) would be one id "appearing twice".
+    big = 2**53
+    path = tmp_path / "t.txt"
+    path.write_text(f"1,{big},10,10,20,40\n1,{big + 1},50,10,20,40\n2.0,{2**63 - 1},10,10,20,40\n")
+    tracks = read_mot(path)
+    assert tracks.ids.dtype == np.int64 and tracks.frames.dtype == np.int64
+    assert tracks.ids.tolist() == [big, big + 1, 2**63 - 1]
+    assert tracks.frames.tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1,1e30,10,10,20,40", "id must be an integer, got '1e30'"),
+        (f"1,{2**63},10,10,20,40", "id must be an integer in [0, 2^63 - 1]"),
+        ("1,-3,10,10,20,40", "id must be an integer in [0, 2^63 - 1]"),
+        ("1e3,1,10,10,20,40", "frame must be an integer >= 1"),
+        (f"{2**63},1,10,10,20,40", "frame must be an integer in [1, 2^63 - 1]"),
+        ("1,1,10,10,1e308,40", "is beyond 16777216 pixels"),
+        ("1,1,-1e20,10,20,40", "is beyond 16777216 pixels"),
+    ],
+)
+def test_out_of_range_fields_are_malformed_lines(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text(line + "\n")
+    with pytest.raises(MotFormatError) as info:
+        read_mot(path)
+    assert len(info.value.errors) == 1
+    assert info.value.errors[0][0] == 1 and message in info.value.errors[0][1]
+
+
+def test_frame_size_clips_boxes_and_refuses_boxes_outside(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("1,1,-10,20,50,1000\n2,1,150,100,1000000,30\n")
+    tracks = read_mot(path, frame_size=(160, 120))
+    np.testing.assert_array_equal(tracks.boxes, [[0, 20, 40, 120], [150, 100, 160, 120]])
+    assert (read_mot(path).boxes[1] == [150, 100, 1000150, 130]).all()  # unbounded without a size
+    path.write_text("1,1,10,10,20,20\n3,1,160,10,20,20\n4,1,10,-40,20,40\n")
+    with pytest.raises(MotFormatError) as info:
+        read_mot(path, frame_size=(160, 120))
+    assert [n for n, _ in info.value.errors] == [2, 3]
+    assert "lies outside the 160x120 frame" in str(info.value)

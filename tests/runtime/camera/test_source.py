@@ -169,3 +169,60 @@ def test_no_fd_leak_on_open_error(tmp_path: Path) -> None:
             open_source(junk)
     after = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     assert after <= before + 1
+
+
+def damage_packets(src: Path, dst: Path, which: list[int]) -> Path:
+    """Copy a video overwriting the middle half of the chosen packets' payload with 0xFF."""
+    import av
+
+    data = bytearray(src.read_bytes())
+    with av.open(str(src)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    for k in which:
+        pos, size = packets[k]
+        data[pos + size // 4 : pos + size // 4 + max(1, size // 2)] = b"\xff" * max(1, size // 2)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_clean_files_have_no_decode_errors(tmp_path: Path) -> None:
+    for codec, name in (("mpeg4", "clip.avi"), (None, "clip.mp4")):
+        with open_source(write_clip(tmp_path / name, 40, codec)) as source:
+            assert sum(1 for _ in source) == 40
+            assert (source.decode_errors, source.packets) == (0, 40)
+
+
+def test_one_damaged_packet_is_counted_but_not_fatal(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", 200)
+    bad = damage_packets(clip, tmp_path / "bad.avi", [100])
+    with open_source(bad) as source:
+        assert sum(1 for _ in source) >= 198
+    # The damaged packet, and at most a few frames decoded from it, are counted.
+    assert 1 <= source.decode_errors <= 5 and source.packets == 200
+
+
+def test_many_damaged_packets_are_an_error(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", 100)
+    bad = damage_packets(clip, tmp_path / "bad.avi", list(range(10, 100, 5)))  # 18 %
+    with pytest.raises(VideoSourceError, match=r"bad.avi: \d+ of 100 packets had decoding errors"):
+        with open_source(bad) as source:
+            for _ in source:
+                pass
+    assert source.decode_errors >= 18
+
+
+def test_h264_concealed_damage_is_counted(tmp_path: Path) -> None:
+    # H.264 conceals damage and raises nothing: only the decoder's log says so.
+    import av
+
+    if "libx264" not in av.codecs_available:
+        pytest.skip("no libx264 encoder")
+    clip = write_clip(tmp_path / "clip.mp4", 60, "libx264")
+    bad = damage_packets(clip, tmp_path / "bad.mp4", list(range(5, 60, 4)))
+    with pytest.raises(VideoSourceError, match="packets had decoding errors"):
+        with open_source(bad) as source:
+            for _ in source:
+                pass
+    import av.logging
+
+    assert av.logging.get_level() is None  # PyAV's logging is off again

@@ -26,7 +26,7 @@ JHMDB = DATA / "jhmdb" / "groundtruths_jhmdb.zip"
 def write_ucf(tmp_path: Path, db: dict, test: list[str]) -> Path:
     path = tmp_path / "annot.pkl"
     data = {"classes": ["Basketball", "Diving"], "trainvideos": ["Diving/v_b"], "db": db}
-    path.write_bytes(pickle.dumps(data))
+    path.write_bytes(pickle.dumps(data, protocol=4))  # what the loader admits: protocols 3-4
     (tmp_path / "testlist01.txt").write_text("\n".join(test) + "\n")
     return path
 
@@ -63,6 +63,15 @@ def test_ucf_errors_name_file_and_problem(tmp_path: Path) -> None:
     ]
     path = write_ucf(tmp_path, db, ["Basketball/v_a"])
     with pytest.raises(DatasetError, match=r"tube 0: boxes shape \(2, 4\) != \(3, 4\)"):
+        load_ucf101_24(path)
+    db["Basketball/v_a"]["annotations"] = [
+        {"label": "x", "sf": 0, "ef": 1, "boxes": [[0, 0, 1, 1]]}
+    ]
+    path = write_ucf(tmp_path, db, ["Basketball/v_a"])
+    with pytest.raises(DatasetError, match=r"video 'Basketball/v_a': malformed entry \(ValueError"):
+        load_ucf101_24(path)
+    path.write_bytes(pickle.dumps({"classes": ["A"], "db": [1, 2]}, protocol=4))
+    with pytest.raises(DatasetError, match="'db' must be a dict"):
         load_ucf101_24(path)
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(b"not a pickle")
@@ -107,8 +116,13 @@ def test_jhmdb_zip(tmp_path: Path) -> None:
         load_jhmdb(tmp_path / "absent.zip")
 
 
-def test_default_data_dir_is_beside_the_repo() -> None:
-    assert default_data_dir() == DATA
+def test_default_data_dir_is_beside_the_repo(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("RECLNET_DATA", raising=False)
+    repo = Path(__file__).resolve().parents[3]
+    assert default_data_dir() == repo.parent / "shared" / "data"
+    assert default_data_dir(tmp_path) == tmp_path  # a --data flag wins
+    monkeypatch.setenv("RECLNET_DATA", str(tmp_path / "env"))
+    assert default_data_dir() == tmp_path / "env"
 
 
 @pytest.mark.data

@@ -1,6 +1,7 @@
 """Embedding the C core: the CSV example program and a C extension using the PyCapsule.
 
-Both are compiled here with the system C compiler against the installed header
+The example is csrc/examples/scores_to_events.c; the extension is capsule_client.c beside
+this file (csrc/ never includes Python.h). Both are compiled here with the system C compiler against the installed header
 (``reclnet.runtime.get_include()``) and their outputs compared with ``SegmentBank``.
 """
 
@@ -23,6 +24,8 @@ from reclnet.runtime.postproc import _core as _postproc
 
 ROOT = source_checkout()
 CSRC = ROOT / "csrc"
+# A Python extension (includes Python.h), so it lives with its test, not in csrc/ (pure C).
+CAPSULE_CLIENT = Path(__file__).with_name("capsule_client.c")
 CC = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc/gcc) on PATH")
 
@@ -146,7 +149,7 @@ def test_capsule_client_extension(tmp_path: Path) -> None:
             py_include,
             "-I",
             reclnet.runtime.get_include(),
-            str(CSRC / "examples" / "capsule_client.c"),
+            str(CAPSULE_CLIENT),
             "-o",
             str(target),
         ]
@@ -195,3 +198,13 @@ def test_ctypes_calls_the_core_in_the_extension() -> None:
         lib.rpp_causal_median(x.ctypes.data_as(f32p), 40, 3, 7, 4, out.ctypes.data_as(f32p)) == -3
     )
     assert lib.rpp_status_string(-3) == b"invalid configuration"
+
+
+def test_csrc_never_includes_python_h() -> None:
+    # csrc/ is the pure C99 core: anything needing CPython lives outside it.
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in sorted(CSRC.rglob("*"))
+        if p.suffix in (".c", ".h") and "Python.h" in p.read_text(errors="replace")
+    ]
+    assert offenders == []

@@ -336,17 +336,20 @@ def test_closed_and_unknown_slots_and_duplicate_tracks() -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(num_classes=0), "num_classes"),
-        (dict(window=0), "window"),
-        (dict(window=5, lookahead=3), "lookahead"),
-        (dict(lookahead=-1), "lookahead"),
-        (dict(threshold=float("nan")), "threshold"),
-        (dict(threshold=0.2, close_threshold=0.3), "must not exceed"),
-        (dict(top_k=0), "top_k"),
-        (dict(min_length=0), "min_length"),
-        (dict(max_gap=-1), "max_gap"),
-        (dict(capacity=0), "capacity"),
-        (dict(window=True), "integer"),
+        # The C core's refusal quotes the values given (and its rules).
+        (dict(num_classes=0), "invalid configuration num_classes=0"),
+        (dict(window=0), "window=0"),
+        (dict(window=5, lookahead=3), "window=5, lookahead=3"),
+        (dict(lookahead=-1), "lookahead=-1"),
+        (dict(threshold=float("nan")), "threshold=nan"),
+        (dict(threshold=0.2, close_threshold=0.3), "close_threshold=0.3"),
+        (dict(threshold=1e300), "threshold=1e[+]?300"),  # inf as float32
+        (dict(top_k=0), "top_k=0"),
+        (dict(min_length=0), "min_length=0"),
+        (dict(max_gap=-1), "max_gap must be in"),
+        (dict(capacity=0), "capacity=0"),
+        (dict(window=True), "window must be an integer"),
+        (dict(threshold="high"), "threshold must be a real number"),
     ],
 )
 def test_bad_config_rejected(kwargs: dict, match: str) -> None:

@@ -3,7 +3,7 @@
  * core through the PyCapsule exported by reclnet.runtime.postproc._core -- no linking
  * against the core, only its header (reclnet.runtime.get_include()).
  *
- * Build (what tests/test_embedding.py does):
+ * Build (what tests/runtime/postproc/test_embedding.py and tests/test_wheel.py do):
  *   cc -shared -fPIC -I<python include> -I<reclnet.runtime.get_include()> \
  *      capsule_client.c -o capsule_client<EXT_SUFFIX>
  *

@@ -1,0 +1,49 @@
+"""Fixtures shared by the test files: the tiny model and its exported step.onnx.
+
+The helpers (configuration, inputs, tracks) live in ``tests/helpers.py``; with
+``--import-mode=importlib`` the tests folder is not on ``sys.path``, so this file
+loads it by path and registers it as ``reclnet_test_helpers`` (pytest imports a
+folder's conftest before the test files under it), and test files write
+``from reclnet_test_helpers import CONFIG, make_tracks``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+HELPERS_PATH = Path(__file__).resolve().with_name("helpers.py")
+
+
+def _load_helpers() -> ModuleType:
+    name = "reclnet_test_helpers"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HELPERS_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before exec: dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+helpers = _load_helpers()
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """The tiny model (``helpers.tiny_model()``) and its step.onnx, exported once per session.
+
+    The sidecar stores ``helpers.EXPORT_POSTPROCESS`` (window 7, threshold 0.3).
+    """
+    pytest.importorskip("torch")
+    from reclnet.export.onnx_export import export_step
+
+    model = helpers.tiny_model()
+    path = tmp_path_factory.mktemp("tiny_step") / "step.onnx"
+    export_step(model, path, postprocess=helpers.EXPORT_POSTPROCESS)
+    return model, path
