@@ -144,7 +144,7 @@ def _no_trimming(scores: np.ndarray, frames: np.ndarray) -> list[Segment]:
 
 
 METHODS: dict[str, Callable[[np.ndarray, np.ndarray], list[Segment]]] = {
-    "threshold": lambda s, f: localize_track(s, f, window=25, threshold=0.1, top_k=40),
+    "threshold": lambda s, f: localize_track(s, f),
     "viterbi 1-s": lambda s, f: viterbi_track(s, f, alpha=3.0),
     "viterbi bg=0.1": lambda s, f: viterbi_track(s, f, alpha=3.0, background=0.1),
     "none": _no_trimming,

@@ -28,8 +28,9 @@ import numpy as np
 
 from reclnet.benchmarks.rows import BOTTLENECK, C_CORE, row
 from reclnet.benchmarks.timing import Timing, measure
+from reclnet.config import PostprocessConfig
 
-WINDOW = 25
+WINDOW = PostprocessConfig.window
 NUM_CLASSES = 24
 BASELINE = BOTTLENECK
 FACADE = "python SegmentBank.push"
@@ -97,7 +98,7 @@ def _core_runner(x: np.ndarray):
     from reclnet.runtime.postproc import EVENT_DTYPE, SegmentBank
 
     frames, tracks, _ = x.shape
-    bank = SegmentBank(NUM_CLASSES, window=WINDOW, threshold=0.1, top_k=40)
+    bank = SegmentBank(NUM_CLASSES, window=WINDOW)
     slots = np.array([bank.open_track(k) for k in range(tracks)], dtype=np.int32)
     offset = [0]
     if tracks == 1:
@@ -127,7 +128,7 @@ def _facade_runner(x: np.ndarray):
     from reclnet.runtime.postproc import SegmentBank
 
     frames, tracks, _ = x.shape
-    bank = SegmentBank(NUM_CLASSES, window=WINDOW, threshold=0.1, top_k=40)
+    bank = SegmentBank(NUM_CLASSES, window=WINDOW)
     slots = np.array([bank.open_track(k) for k in range(tracks)], dtype=np.int32)
     offset = [0]
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from reclnet.benchmarks.rows import ONNXRUNTIME, PER_TRACK_LOOP, PYTORCH, TENSORRT, row
 from reclnet.benchmarks.timing import Timing, measure_each
+from reclnet.config import PostprocessConfig
 from reclnet.runtime.backends import StepRunner
 
 TRACKS = (1, 10, 50, 100, 200)
@@ -86,7 +87,12 @@ class _TimedRunner(StepRunner):
 class _NaiveScorer:
     """The baseline: each track stepped alone in PyTorch eager, numpy median per track."""
 
-    def __init__(self, model: Any, window: int, threshold: float) -> None:
+    def __init__(
+        self,
+        model: Any,
+        window: int = PostprocessConfig.window,
+        threshold: float = PostprocessConfig.threshold,
+    ) -> None:
         import torch
 
         self.torch, self.model = torch, model
@@ -192,7 +198,7 @@ def _time_scorer(runner: Any, n: int, calls: int) -> tuple[Timing, float, float]
     from reclnet.runtime import OnlineScorer
 
     timed = _TimedRunner(runner)
-    scorer = OnlineScorer(timed, window=25, lookahead=12, threshold=0.1, top_k=40)
+    scorer = OnlineScorer(timed, lookahead=12)
     ids, feats, boxes = _inputs(runner.config, n, seed=n)
     frame = [0]
     totals: list[float] = []
@@ -234,7 +240,7 @@ def run(quick: bool = False) -> list[dict]:
     }
     for n in tracks:
         calls = 40 if quick else max(30, min(200, 4000 // n))
-        naive = _NaiveScorer(model, window=25, threshold=0.1)
+        naive = _NaiveScorer(model)
         ids, feats, _ = _inputs(model.config, n, seed=n)
         one_track = {k: v[:1] for k, v in feats.items()}
         naive_threads = _best_threads(

@@ -1,111 +1,100 @@
-"""End-to-end camera path on vtest.avi: frames per second and each stage's share.
+"""End-to-end camera path on vtest.avi: today's path against the new default, side by side.
 
 The default CPU models are exported into a temporary folder first: the
-paper-sized step model (``RecLNetConfig()``, 2 x 4096-d streams, random
-weights: speed does not depend on them) and the two ResNet-18 feature networks
-with heads to 4096. Then every frame goes through PyAV decode -> HOG people
-detector -> norfair tracker -> DIS flow -> features -> ONNX Runtime step -> C
-post-processing, as ``reclnet stream`` runs it (features and flow on frames
-resized by 0.5). The baseline, in the same process, is decoding alone: the
-ratio says how far the whole pipeline is from the speed of the decoder.
+paper-sized step model (``RecLNetConfig()``, 2 x 4096-d modalities, random
+weights: speed does not depend on them), the two ResNet-18 feature networks
+with heads to 4096 as ``reclnet export --features`` writes them (frame head,
+float32 + static INT8 copy), and the same networks with the per-box head.
+Then, in one process, over the same frames of vtest.avi (768x576):
+
+- **today's path** (the baseline): per-box head in float32, OpenCV's HOG at
+  native size on every frame, the stages one after another;
+- **the new default** (what ``reclnet stream`` runs): frame head in INT8, HOG
+  every :data:`~reclnet.runtime.camera.cli.DEFAULT_DETECT_EVERY` frames with
+  the tracker predicting in between, in its own pipeline stage, decode |
+  detect + track | flow + features | step + post-processing + output
+  concurrently, one ONNX Runtime thread per feature session;
+- (full run) the new models and schedule run sequentially, to show what the
+  models give and what the pipelining gives.
+
+Each gives fps (wall clock, every frame processed), per-stage ms and people
+(tracks) per frame; HOG on every frame at native size is the recall
+reference. Then each path reads a simulated live camera (vtest.avi paced at
+25 fps, newest frame kept, the rest dropped): capture-to-output latency p50 /
+p99 (an event is emitted ``lookahead`` frames later still) and frames dropped.
 """
 
 from __future__ import annotations
 
+import itertools
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reclnet.benchmarks.rows import row
-from reclnet.benchmarks.timing import Timing, measure_each
 from reclnet.paths import vtest_video
 
 VTEST = vtest_video() or Path("vtest.avi")
 CASE = "vtest.avi 768x576"
-#: impl of the decoder baseline and of the whole pipeline (its stages: ``stage`` field).
-DECODE, PIPELINE = "decode only (PyAV)", "stream pipeline"
-
-
-def _row(
-    impl: str, label: str, t: Timing, base: dict | None, variant: str | None = None, **extra: Any
-) -> dict:
-    return row(
-        "stream",
-        CASE,
-        impl,
-        unit="ms/frame",
-        stats=t,
-        scale=1e3,
-        variant=variant,
-        baseline=base,
-        label=label,
-        **extra,
-    )
+PIPELINE, LIVE = "stream pipeline", "stream pipeline, live 25 fps"
+#: variants: today's path (the baseline), the new default, and the new models run sequentially.
+TODAY = "per-box head fp32, HOG every frame, sequential"
+NEW = "frame head int8, HOG every {n}, pipelined"
+NEW_SEQ = "frame head int8, HOG every {n}, sequential"
+LIVE_FPS = 25.0
 
 
 def export_default_models(out: Path) -> Path:
-    """The paper-sized step model and ResNet-18 feature networks (random weights) in ``out``."""
+    """The paper-sized step model, the default feature networks and the per-box ones (``box/``)."""
     import torch
 
     from reclnet.config import RecLNetConfig
     from reclnet.export.cli import main as export_main
+    from reclnet.export.features import export_features
     from reclnet.train.checkpoint import save_checkpoint
     from reclnet.train.model import RecLNet
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(out / "model.pt", RecLNet(RecLNetConfig()).eval())
+    config = RecLNetConfig()
+    ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
     status = export_main([str(ckpt), "--out", str(out), "--features"])
     if status:
         raise RuntimeError(f"export of the default models failed (status {status})")
+    (out / "box").mkdir()
+    for modality, size in config.modalities.items():
+        export_features(
+            out / "box" / f"features_{modality}.onnx",
+            stream=modality,
+            out_dim=size,
+            head="box",
+            int8=False,
+        )
     return out
 
 
-def run(quick: bool = False) -> list[dict]:
-    """End-to-end ms/frame and fps on vtest.avi vs decoding alone; per-stage rows with shares."""
-    if not VTEST.exists():
-        return [
-            row(
-                "stream",
-                CASE,
-                PIPELINE,
-                unit="ms/frame",
-                stats=None,
-                label="end to end",
-                skipped=f"{VTEST} not found (docs/demo.md tells how to get it)",
-            )
-        ]
-    from reclnet.runtime.camera.source import FileSource
-
-    frames = 20 if quick else 100
-    warmup = 3
-    rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = export_default_models(Path(tmp))
-
-        # Baseline: decode only.
-        with FileSource(VTEST) as source:
-            it = iter(source)
-            decode = measure_each(lambda: next(it), calls=frames, warmup=warmup)
-        base = _row(DECODE, DECODE, decode, None, fps=1.0 / decode.median)
-        rows.append(base)
-
-        variants = [(1, "end to end: HOG + norfair + DIS flow + 2 x ResNet-18 + ORT step + C post")]
-        if not quick:  # --quick keeps to about a minute: the main variant only
-            variants.append((3, "end to end, HOG on every 3rd frame (tracker predicts between)"))
-        for detect_every, impl in variants:
-            rows += _run_pipeline(model_dir, impl, detect_every, frames, warmup, base)
-    return rows
+def _paths(model_dir: Path, today: bool) -> dict[str, Path]:
+    if today:
+        return {m: model_dir / "box" / f"features_{m}.onnx" for m in ("rgb", "flow")}
+    return {m: model_dir / f"features_{m}.int8.onnx" for m in ("rgb", "flow")}
 
 
-def _run_pipeline(
-    model_dir: Path, label: str, detect_every: int, frames: int, warmup: int, base: dict
-) -> list[dict]:
-    """One timed pass over ``frames`` frames of vtest.avi; the e2e row and one row per stage."""
+def _run_path(
+    model_dir: Path,
+    *,
+    today: bool,
+    pipelined: bool,
+    detect_every: int,
+    frames: int,
+    live: bool,
+) -> dict[str, Any]:
+    """One pass of one path; wall-clock fps, per-stage ms, people per frame (and live latency)."""
     from reclnet.runtime.backends import load_backend
     from reclnet.runtime.camera.features import FeatureNetwork
     from reclnet.runtime.camera.flow import flow_image
+    from reclnet.runtime.camera.live import LatestFrames, PacedFrames
     from reclnet.runtime.camera.persons import HogPersonDetector
     from reclnet.runtime.camera.pipeline import (
         DetectAndTrack,
@@ -115,16 +104,16 @@ def _run_pipeline(
     )
     from reclnet.runtime.camera.source import FileSource
     from reclnet.runtime.camera.tracking import PersonTracker
+    from reclnet.runtime.scorer import OnlineScorer
 
-    rows = []
+    paths = _paths(model_dir, today)
+    threads = None if not pipelined else 1
     with (
         load_backend("onnxruntime", model=model_dir / "step.onnx") as runner,
-        FeatureNetwork(model_dir / "features_rgb.onnx") as rgb,
-        FeatureNetwork(model_dir / "features_flow.onnx") as flow_net,
+        FeatureNetwork(paths["rgb"], threads=threads) as rgb,
+        FeatureNetwork(paths["flow"], threads=threads) as flow_net,
         FileSource(VTEST) as source,
     ):
-        from reclnet.runtime.scorer import OnlineScorer
-
         timer = StageTimer()
         scorer = OnlineScorer(TimedRunner(runner, timer), max_age=10, video="vtest")
         persons = DetectAndTrack(
@@ -140,68 +129,161 @@ def _run_pipeline(
             fps=source.fps,
             feature_scale=0.5,
         )
-        it = iter(source)
         tracks: list[int] = []
+        done_at: list[float] = []
 
-        def one_frame() -> None:
-            out = pipeline.process(timer_decode(it, timer))
-            timer.end_frame()
+        def on_frame(out: Any) -> None:
             tracks.append(len(out.tracks))
+            done_at.append(time.perf_counter())
 
-        e2e = measure_each(one_frame, calls=frames, warmup=warmup)
-        pipeline.close()
-    table = timer.table()[warmup:]
-    stage_share = table.sum(axis=0) / table.sum()
-    shares = {s: round(float(v), 4) for s, v in zip(timer.stages, stage_share, strict=True)}
-    variant = f"HOG every {detect_every}"
-    rows.append(
-        _row(
-            PIPELINE,
-            label,
-            e2e,
-            base,
-            variant,
-            stage=None,
-            fps=1.0 / e2e.median,
-            mean_tracks=float(np.mean(tracks[warmup:])),
-            detect_every=detect_every,
-            stage_share=shares,
-            frames=frames,
-        )
-    )
-    for j, stage in enumerate(timer.stages):
-        col = table[:, j]
-        t = Timing(
-            float(col.min()),
-            float(np.median(col)),
-            float(col.max()),
-            float(np.percentile(col, 99)),
-            len(col),
-            1,
-        )
-        rows.append(
-            _row(
-                PIPELINE,
-                f"  stage {stage} ({variant})",
-                t,
-                None,
-                variant,
-                stage=stage,
-                share=shares[stage],
-                mean_ms=float(col.mean() * 1e3),
+        latest = None
+        feed: Any = source
+        if live:
+            # ``frames`` frames of camera time; those the path cannot keep up with are dropped.
+            camera = itertools.islice(source, frames)
+            latest = LatestFrames(PacedFrames(camera, LIVE_FPS), capacity=1, start=False)
+            feed = latest
+        t0 = time.perf_counter()
+        with pipeline:
+            n = pipeline.run(
+                feed,
+                max_frames=None if live else frames,
+                on_frame=on_frame,
+                pipelined=pipelined,
+                queue_size=1 if live else max(2, detect_every),
             )
+        wall = time.perf_counter() - t0
+        if latest is not None:
+            latest.close()
+    table = timer.table()
+    gaps = np.diff(np.asarray([t0, *done_at])) * 1e3
+    result: dict[str, Any] = {
+        "frames": n,
+        "wall_s": wall,
+        "fps": n / wall,
+        "ms_per_frame": 1e3 * wall / max(n, 1),
+        "gap_ms": (float(gaps.min()), float(gaps.max())) if len(gaps) else (0.0, 0.0),
+        "stage_ms": {
+            s: round(float(table[:, j].mean() * 1e3), 2) for j, s in enumerate(timer.stages)
+        },
+        "people_per_frame": float(np.mean(tracks)) if tracks else 0.0,
+        "lookahead": int(scorer.postprocess.lookahead),
+    }
+    if latest is not None:
+        lat = np.asarray(pipeline.latencies, np.float64) * 1e3
+        result.update(
+            captured=latest.captured,
+            dropped=latest.dropped,
+            latency_ms=(float(lat.min()), float(np.percentile(lat, 50)), float(lat.max())),
+            latency_p99_ms=float(np.percentile(lat, 99)),
         )
+    return result
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Today's path vs the new default: fps, stage ms, people per frame, live latency."""
+    if not VTEST.exists():
+        return [
+            row(
+                "stream",
+                CASE,
+                PIPELINE,
+                unit="ms/frame",
+                stats=None,
+                label="end to end",
+                skipped=f"{VTEST} not found (docs/demo.md tells how to get it)",
+            )
+        ]
+    from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY as N
+
+    frames = 60 if quick else 200
+    live_frames = 100 if quick else 250  # captured at 25 fps: 4 / 10 s of camera
+    paths = [(TODAY, True, False, 1)]
+    if not quick:
+        paths.append((NEW_SEQ.format(n=N), False, False, N))
+    paths.append((NEW.format(n=N), False, True, N))
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = export_default_models(Path(tmp))
+        # Warm-up (sessions, page cache, HOG) outside the timed passes.
+        _run_path(model_dir, today=False, pipelined=True, detect_every=N, frames=8, live=False)
+        base: dict | None = None
+        base_people = None
+        for variant, today, pipelined, every in paths:
+            r = _run_path(
+                model_dir,
+                today=today,
+                pipelined=pipelined,
+                detect_every=every,
+                frames=frames,
+                live=False,
+            )
+            if base_people is None:
+                base_people = r["people_per_frame"]
+            out = row(
+                "stream",
+                CASE,
+                PIPELINE,
+                unit="ms/frame",
+                # median: the wall-clock mean over the run (a pipelined run's frames
+                # arrive in bursts, its per-frame gaps are not a per-frame cost);
+                # min / max: the shortest / longest gap between two frames' outputs.
+                stats=(
+                    min(r["gap_ms"][0], r["ms_per_frame"]),
+                    r["ms_per_frame"],
+                    max(r["gap_ms"][1], r["ms_per_frame"]),
+                ),
+                precision="fp32" if today else "int8",
+                variant=variant,
+                baseline=base,
+                label=f"end to end: {variant}",
+                statistic="wall-clock ms per frame over the run",
+                fps=r["fps"],
+                frames=r["frames"],
+                stage_ms=r["stage_ms"],
+                people_per_frame=r["people_per_frame"],
+                people_vs_hog_every_frame=r["people_per_frame"] / base_people
+                if base_people
+                else None,
+                detect_every=every,
+                pipelined=pipelined,
+            )
+            rows.append(out)
+            if base is None:
+                base = out
+            if variant == NEW_SEQ.format(n=N):
+                continue
+            live = _run_path(
+                model_dir,
+                today=today,
+                pipelined=pipelined,
+                detect_every=every,
+                frames=live_frames,
+                live=True,
+            )
+            rows.append(
+                row(
+                    "stream",
+                    CASE,
+                    LIVE,
+                    unit="ms",
+                    stats=live["latency_ms"],
+                    precision="fp32" if today else "int8",
+                    variant=variant,
+                    label=f"capture-to-output latency (p50; p99 apart), live 25 fps: {variant}",
+                    statistic="median of capture-to-output latency",
+                    latency_p50_ms=live["latency_ms"][1],
+                    latency_p99_ms=live["latency_p99_ms"],
+                    lookahead_frames=live["lookahead"],
+                    lookahead_ms=1e3 * live["lookahead"] / LIVE_FPS,
+                    captured=live["captured"],
+                    dropped=live["dropped"],
+                    processed=live["frames"],
+                    fps=live["fps"],
+                    stage_ms=live["stage_ms"],
+                )
+            )
     return rows
-
-
-def timer_decode(it: Any, timer: Any) -> Any:
-    """Next frame, its decode time recorded in the ``decode`` stage."""
-    import time
-
-    t0 = time.perf_counter()
-    frame = next(it)
-    timer.add("decode", time.perf_counter() - t0)
-    return frame
 
 
 if __name__ == "__main__":
@@ -211,17 +293,17 @@ if __name__ == "__main__":
         if r.get("skipped"):
             print(f"{r['case']}: skipped ({r['skipped']})")
             continue
-        ratio = r["ratio_vs_baseline"]
-        extra = ""
-        if "fps" in r:
-            extra += f"  {r['fps']:6.2f} fps"
-        if "mean_tracks" in r:
-            extra += f"  {r['mean_tracks']:.1f} tracks/frame"
-        if "share" in r:
-            extra += f"  share {100 * r['share']:5.1f}% (mean {r['mean_ms']:.1f} ms)"
-        if ratio is not None:
-            extra += f"  {ratio:.3f}x vs {r['baseline']['label']}"
-        print(
-            f"{r['label']:<76} median {r['median']:9.2f} ms "
-            f"[{r['min']:.2f} .. {r['max']:.2f}]{extra}"
-        )
+        if r["impl"] == PIPELINE:
+            ratio = r["ratio_vs_baseline"]
+            print(
+                f"{r['variant']:<48} {r['median']:7.1f} ms/frame {r['fps']:6.2f} fps"
+                f"  {r['people_per_frame']:.2f} people/frame"
+                + (f"  {ratio:.2f}x today's path" if ratio else "")
+            )
+            print("    stages ms: " + " ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
+        else:
+            print(
+                f"{'  live 25 fps':<48} latency p50 {r['latency_p50_ms']:.0f} ms, p99 "
+                f"{r['latency_p99_ms']:.0f} ms (+ lookahead {r['lookahead_ms']:.0f} ms), "
+                f"{r['dropped']} of {r['captured']} frames dropped, {r['fps']:.1f} fps processed"
+            )

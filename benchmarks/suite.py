@@ -35,6 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from reclnet.argparsing import ArgumentParser
 from reclnet.benchmarks import machine as machine_facts
 from reclnet.benchmarks import rows as rows_mod
 from reclnet.benchmarks.rows import (
@@ -47,6 +48,7 @@ from reclnet.benchmarks.rows import (
     PYTORCH,
     TENSORRT,
 )
+from reclnet.jsonsafe import loads_bounded
 
 BENCH_DIR = Path(__file__).resolve().parent
 PACKAGE = "reclnet.benchmarks"
@@ -852,7 +854,7 @@ def write_results(doc: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="reclnet bench",
         description="Run the benchmark suite (benchmarks/bench_*.py) and write results.json, "
         "results.md and PNG plots.",
@@ -899,7 +901,8 @@ def read_results(path: Path) -> dict[str, Any]:
         When it is not JSON or not of :data:`SCHEMA_VERSION` (schema 1 rows had no
         fields to judge targets on: run the suite again).
     """
-    doc = json.loads(path.read_text())
+    # Results files reach 1-2 MB; a document past 64 MiB or 32 levels is not ours.
+    doc = loads_bounded(path.read_bytes(), max_bytes=64 << 20)
     if not isinstance(doc, dict):
         raise ValueError("not a results document")
     schema = doc.get("schema")

@@ -10,18 +10,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+from reclnet.argparsing import ArgumentParser, positive_int
+
+#: Lowest ONNX opset the exporter writes (the step graph needs opset 17 ops).
+MIN_OPSET = 17
 
 __all__ = ["build_engine_main", "main"]
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="reclnet export",
         description="Export a trained RecLNet checkpoint to ONNX artifacts with JSON sidecars.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint written by reclnet train (.pt)")
     p.add_argument("--out", type=Path, required=True, help="output model directory")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (>= 17; default 18)")
     p.add_argument(
         "--no-fold-projection",
         action="store_true",
@@ -69,16 +75,46 @@ def _export_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``reclnet export``; returns the process exit code."""
-    args = _export_parser().parse_args(argv)
+    """``reclnet export``; returns the process exit code.
+
+    0 on success; 2 on bad arguments or an unusable checkpoint (missing, corrupt,
+    NaN weights); 1 when writing the artifacts fails (one line naming the file).
+    """
+    parser = _export_parser()
+    args = parser.parse_args(argv)
+    import onnx
+
+    max_opset = int(onnx.defs.onnx_opset_version())
+    if not MIN_OPSET <= args.opset <= max_opset:
+        parser.error(
+            f"argument --opset: must be in [{MIN_OPSET}, {max_opset}] (this onnx), got {args.opset}"
+        )
     from reclnet.export.onnx_export import export_step
     from reclnet.train.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        model, payload = load_checkpoint(args.checkpoint)
+        model, _ = load_checkpoint(args.checkpoint)
     except CheckpointError as exc:
         print(f"reclnet export: {exc}", file=sys.stderr)
         return 2
+    unknown = sorted(set(args.features or ()) - set(model.config.modalities))
+    if unknown:
+        parser.error(
+            f"argument --features: the model has no modality {unknown}; "
+            f"it has {model.config.modality_names}"
+        )
+    try:
+        written = _export(args, model, export_step)
+    except (OSError, ValueError) as exc:  # ArtifactError is a ValueError
+        print(f"reclnet export: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+def _export(args: argparse.Namespace, model: Any, export_step: Any) -> list[Path]:
+    """Write what ``reclnet export`` was asked for; the written files in order."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     written = [
@@ -99,15 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.features is not None:
         from reclnet.export.features import export_features
 
-        modalities = args.features or model.config.modality_names
-        for stream in modalities:
+        for modality in args.features or model.config.modality_names:
             written.append(
                 export_features(
-                    out / f"features_{stream}.onnx",
-                    stream=stream,
-                    out_dim=model.config.modalities[stream]
-                    if stream in model.config.modalities
-                    else None,
+                    out / f"features_{modality}.onnx",
+                    stream=modality,
+                    out_dim=model.config.modalities[modality],
                     backbone=args.backbone,
                     weights=args.backbone_weights,
                     opset=args.opset,
@@ -117,20 +150,22 @@ def main(argv: list[str] | None = None) -> int:
         from reclnet.export.triton import write_triton_repository
 
         written.append(write_triton_repository(out / "step.onnx", args.triton))
-    for path in written:
-        print(path)
-    return 0
+    return written
 
 
 def _engine_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="reclnet build-engine",
         description="Build a TensorRT engine (+ sidecar) from an exported ONNX step model.",
     )
     p.add_argument("onnx", type=Path, help="exported model (with its sidecar beside it)")
     prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
-    prec.add_argument("--int8", action="store_true", help="allow INT8 kernels (needs Q/DQ nodes)")
+    prec.add_argument(
+        "--fp16",
+        action="store_true",
+        help="FP16 engine (TensorRT 10: FP16 flag; 11: FP16 graph with FP32 I/O, converted)",
+    )
+    prec.add_argument("--int8", action="store_true", help="INT8 engine (needs a Q/DQ graph)")
     p.add_argument("--min-tracks", type=int, default=1, help="profile minimum N (default 1)")
     p.add_argument("--opt-tracks", type=int, default=32, help="profile optimum N (default 32)")
     p.add_argument("--max-tracks", type=int, default=256, help="profile maximum N (default 256)")
@@ -140,7 +175,12 @@ def _engine_parser() -> argparse.ArgumentParser:
         default=None,
         help="timing cache file, read if present and written back",
     )
-    p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace (MiB)")
+    p.add_argument(
+        "--workspace-mb", type=positive_int, default=1024, help="builder workspace (MiB)"
+    )
+    p.add_argument(
+        "--device", type=int, default=0, help="CUDA device recorded in the sidecar (default 0)"
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -166,9 +206,10 @@ def build_engine_main(argv: list[str] | None = None) -> int:
             max_tracks=args.max_tracks,
             timing_cache=args.timing_cache,
             workspace_mb=args.workspace_mb,
+            device=args.device,
         )
-    except (EngineBuildError, ValueError, ImportError) as exc:
-        print(f"reclnet build-engine: {exc}", file=sys.stderr)
+    except (EngineBuildError, ValueError, ImportError, OSError) as exc:
+        print(f"reclnet build-engine: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(path)
     return 0

@@ -123,7 +123,16 @@ class FeatureNet(nn.Module):
                     state = state["state_dict"]
                 net.load_state_dict(state)
                 self.weights_file = Path(weights)
-            stem = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3]
+            if backbone == "resnet18":
+                stem = [
+                    net.conv1,
+                    net.bn1,
+                    net.relu,
+                    net.maxpool,
+                    net.layer1,
+                    net.layer2,
+                    net.layer3,
+                ]
             if backbone == "resnet18" and head == "frame":
                 self.trunk = nn.Sequential(*stem, net.layer4)
                 self.stride = 32

@@ -128,7 +128,21 @@ def export_step(
     -------
     Path
         The ONNX file.
+
+    Raises
+    ------
+    ValueError
+        A parameter holding NaN or infinity (named): the exported model would
+        output NaN at every frame.
     """
+    from reclnet.train.checkpoint import nonfinite_weights
+
+    bad = nonfinite_weights(model.state_dict())
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(
+            f"refusing to export: parameter {bad[0]!r}{more} holds NaN or infinite values"
+        )
     config = model.config
     graph = StepGraph(model.eval(), fold_projection=fold_projection)
     n = 2

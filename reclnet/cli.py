@@ -3,6 +3,15 @@
 Each subcommand lives in the part it belongs to as ``main(argv) -> int`` and is
 imported only when it is run, so ``reclnet eval`` works without torch and
 ``reclnet --help`` is instant.
+
+Every command parses its arguments with :class:`reclnet.argparsing.ArgumentParser`
+(errors: one line, exit status 2) and reports the bad files it meets as one
+line. As a last line of defence the dispatcher turns what a command let through
+from bad input, an ``OSError`` (missing file, full disk, permission) or an
+error class of reclnet's own (``ArtifactError``, ``BackendError``,
+``CheckpointError``, ``TubeFormatError``, ...), into one line on stderr and
+exit status 1, never a traceback; any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build-engine": ("reclnet.export.cli", "build_engine_main", "build a TensorRT engine"),
     "eval": ("reclnet.runtime.offline.cli", "main", "evaluate detections against tubes"),
     "stream": ("reclnet.runtime.camera.cli", "main", "run the online scorer on a video or camera"),
+    "serve": ("reclnet.runtime.serve.cli", "main", "many cameras on a Ray cluster (exactly-once)"),
     "bench": ("reclnet.benchmarks.suite", "main", "run the benchmark suite"),
     "demo": ("reclnet.demo", "main", "the built-in end-to-end demo (make demo)"),
 }
@@ -55,7 +65,28 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return int(getattr(module, func_name)(rest) or 0)
+    try:
+        return int(getattr(module, func_name)(rest) or 0)
+    except Exception as exc:
+        if not _is_input_error(exc):
+            raise
+        print(f"reclnet {name}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    """An OSError, or an exception class that reclnet itself defines for bad input."""
+    if isinstance(exc, OSError):
+        return True
+    return any(
+        cls.__module__.split(".")[0] == "reclnet" and cls.__name__.endswith("Error")
+        for cls in type(exc).__mro__
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 2000 else text[:2000] + "..."
 
 
 if __name__ == "__main__":

@@ -25,10 +25,22 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CELLS = ("gru", "lstm", "fc")
+#: Largest size (features, projection, memory, layers, classes, state) a config may
+#: declare: beyond it the weights alone (M * M per layer) would need terabytes, so the
+#: number is a forgery or a broken file, not a model.
+MAX_MODEL_SIZE = 1 << 20
+#: Most modalities a model may declare.
+MAX_MODALITIES = 64
+#: Largest post-processing sample count (window, top_k, min_length): 65,536 samples are
+#: 44 minutes at 25 fps, far above any median window; larger values would only make the
+#: scorer allocate per-track buffers that do not fit.
+MAX_POSTPROCESS_SAMPLES = 1 << 16
+_MODALITY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FUSIONS = ("average", "gating", "fusion_layer")
 
 
@@ -72,22 +84,42 @@ class RecLNetConfig:
     fusion: str = "fusion_layer"
 
     def __post_init__(self) -> None:
+        owner = "RecLNetConfig"
+        for attr in ("cell", "fusion"):
+            if not isinstance(getattr(self, attr), str):
+                raise TypeError(f"{owner}.{attr} must be a string, got {getattr(self, attr)!r:.60}")
         if self.cell not in CELLS:
-            raise ValueError(f"RecLNetConfig.cell must be one of {CELLS}, got {self.cell!r}")
+            raise ValueError(f"{owner}.cell must be one of {CELLS}, got {self.cell!r}")
         if self.fusion not in FUSIONS:
-            raise ValueError(f"RecLNetConfig.fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        if not self.modalities:
-            raise ValueError("RecLNetConfig.modalities must name at least one modality")
+            raise ValueError(f"{owner}.fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if not isinstance(self.modalities, dict):
+            raise TypeError(
+                f"{owner}.modalities must be a dict name -> size, got {self.modalities!r:.60}"
+            )
+        if not 1 <= len(self.modalities) <= MAX_MODALITIES:
+            raise ValueError(
+                f"{owner}.modalities must name 1 to {MAX_MODALITIES} modalities, "
+                f"got {len(self.modalities)}"
+            )
+        modalities = {}
         for name, size in self.modalities.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"RecLNetConfig.modalities: bad modality name {name!r}")
-            if int(size) <= 0:
-                raise ValueError(f"RecLNetConfig.modalities[{name!r}] must be > 0, got {size}")
+            # "state" is the name of the step graph's state input.
+            if not isinstance(name, str) or not _MODALITY_NAME.fullmatch(name) or name == "state":
+                raise ValueError(
+                    f"{owner}.modalities: bad modality name {name!r:.60} "
+                    "(1 to 64 of A-Z a-z 0-9 _ . -, not 'state')"
+                )
+            modalities[name] = _check_int(owner, f"modalities[{name!r}]", size, 1, MAX_MODEL_SIZE)
         for attr in ("num_actions", "projection_size", "memory_size", "num_layers"):
-            if int(getattr(self, attr)) <= 0:
-                raise ValueError(f"RecLNetConfig.{attr} must be > 0, got {getattr(self, attr)}")
+            value = _check_int(owner, attr, getattr(self, attr), 1, MAX_MODEL_SIZE)
+            object.__setattr__(self, attr, value)
         # A dict field in a frozen dataclass: copy it so callers cannot mutate ours.
-        object.__setattr__(self, "modalities", {str(k): int(v) for k, v in self.modalities.items()})
+        object.__setattr__(self, "modalities", modalities)
+        if self.state_size > MAX_MODEL_SIZE:
+            raise ValueError(
+                f"{owner}: state size {self.state_size} (modalities x layers x memory) "
+                f"exceeds {MAX_MODEL_SIZE}"
+            )
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -164,11 +196,21 @@ class RecLNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecLNetConfig:
-        """Read back :meth:`to_dict` output; unknown keys are an error."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
+        """Read back :meth:`to_dict` output (a checkpoint's, sidecar's or snapshot's).
+
+        Untrusted input: every key must be present and none unknown; the field checks
+        of the constructor then refuse wrong types (``"5"``, ``5.0``, ``true``) and
+        sizes out of range.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"RecLNetConfig: expected a dict, got {type(data).__name__}")
+        fields = list(cls.__dataclass_fields__)
+        unknown = sorted(str(k) for k in data if k not in fields)
+        missing = [f for f in fields if f not in data]
         if unknown:
-            raise ValueError(f"RecLNetConfig: unknown keys {sorted(unknown)}")
+            raise ValueError(f"RecLNetConfig: unknown key(s) {unknown}")
+        if missing:
+            raise ValueError(f"RecLNetConfig: missing key(s) {missing}")
         return cls(**data)
 
     def to_json(self) -> str:
@@ -243,16 +285,18 @@ class PostprocessConfig:
 
     def __post_init__(self) -> None:
         owner = "PostprocessConfig"
-        window = _check_int(owner, "window", self.window, 1)
+        window = _check_int(owner, "window", self.window, 1, MAX_POSTPROCESS_SAMPLES)
         values = {
             "window": window,
             "lookahead": _check_int(
                 owner, "lookahead", self.lookahead, 0, (window - 1) // 2, " = (window - 1) // 2"
             ),
             "threshold": _check_unit(owner, "threshold", self.threshold),
-            "top_k": _check_int(owner, "top_k", self.top_k, 1),
+            "top_k": _check_int(owner, "top_k", self.top_k, 1, MAX_POSTPROCESS_SAMPLES),
             "nms_iou": _check_unit(owner, "nms_iou", self.nms_iou),
-            "min_length": _check_int(owner, "min_length", self.min_length, 1),
+            "min_length": _check_int(
+                owner, "min_length", self.min_length, 1, MAX_POSTPROCESS_SAMPLES
+            ),
         }
         # Plain Python numbers (numpy scalars would not survive JSON).
         for name, value in values.items():

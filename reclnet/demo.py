@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.argparsing import ArgumentParser
 from reclnet.paths import ENV_VAR, vtest_video
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reclnet demo", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="reclnet demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     p.add_argument(
         "--video",

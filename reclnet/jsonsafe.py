@@ -69,6 +69,7 @@ def loads_bounded(
     *,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_nan: bool = False,
 ) -> Any:
     """:func:`json.loads` of untrusted text, with limits checked before parsing.
 
@@ -80,6 +81,9 @@ def loads_bounded(
         Deepest nesting of arrays / objects accepted.
     max_bytes : int
         Largest document accepted, in bytes (characters for ``str``).
+    allow_nan : bool
+        Parse ``NaN`` / ``Infinity`` as floats (for a reader that checks values
+        itself and names the field), instead of refusing them.
 
     Returns
     -------
@@ -90,7 +94,7 @@ def loads_bounded(
     ------
     JSONLimitError
         Too large, nested deeper than ``max_depth``, not UTF-8, not JSON, or holding
-        ``NaN`` / ``Infinity`` / ``-Infinity``; the message names the problem (and,
+        ``NaN`` / ``Infinity`` / ``-Infinity`` (unless ``allow_nan``); the message names the problem (and,
         for a syntax error, the line and column).
     """
     if len(text) > max_bytes:
@@ -104,6 +108,8 @@ def loads_bounded(
     if depth > max_depth:
         raise JSONLimitError(f"JSON nests {depth} levels deep (at most {max_depth})")
     try:
+        if allow_nan:
+            return json.loads(text)
         return json.loads(text, parse_constant=_refuse_constant)
     except JSONLimitError:
         raise

@@ -35,7 +35,6 @@ __all__ = [
     "DTYPES",
     "FORMAT",
     "KINDS",
-    "MAX_MODEL_SIZE",
     "SIDECAR_KEYS",
     "Artifact",
     "ArtifactError",
@@ -164,16 +163,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 MAX_SIDECAR_BYTES = 1 << 20
 #: Deepest nesting of arrays / objects accepted in a sidecar (a real one nests 5 deep).
 MAX_SIDECAR_DEPTH = 16
-#: Largest size (features, projection, memory, layers, classes, state) a sidecar or
-#: checkpoint may declare: beyond it the weights alone (M * M per layer) would need
-#: terabytes, so the number is a forgery or a broken file, not a model.
-MAX_MODEL_SIZE = 1 << 20
-#: Most modalities a model may declare.
-MAX_MODALITIES = 64
-#: Largest post-processing sample count (window, top_k, min_length) a sidecar may carry:
-#: 65,536 samples are 44 minutes at 25 fps, far above any median window; larger
-#: values would only make the scorer allocate per-track buffers that do not fit.
-MAX_POSTPROCESS_SAMPLES = 1 << 16
 #: Largest batch (``tensorrt.max_tracks``) an engine sidecar may declare.
 MAX_TRACKS = 1 << 20
 #: Tensor dtypes an artifact may declare (those of the exporters' graphs).
@@ -181,7 +170,6 @@ DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
 _MAX_RANK = 8
 _MAX_NAME = 256
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_MODALITY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _TRITON_CONTROLS = ("START", "END")
 
 #: Every top-level sidecar key and the JSON types its value may have (``None`` = null).
@@ -248,24 +236,24 @@ def _check_int(field_name: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def model_config_from_dict(data: Any, where: str = "model_config") -> RecLNetConfig:
-    """A :class:`RecLNetConfig` from untrusted JSON-like data, with exact types and bounds.
+def _owner_to_field(message: str, owner: str, where: str) -> str:
+    """``"RecLNetConfig.memory_size must ..."`` as ``"model_config.memory_size must ..."``."""
+    if message.startswith(owner + "."):
+        return where + message[len(owner) :]
+    if message.startswith(owner + ":"):
+        return where + message[len(owner) :]
+    return f"{where}: {message}"
 
-    :meth:`RecLNetConfig.from_dict` converts with ``int()``, so ``"5"``, ``5.7`` and
-    ``true`` would pass as sizes; here every key must be present, integers must be
-    JSON integers in ``1 .. MAX_MODEL_SIZE`` and modality names short plain names
-    (not ``"state"``, the name of the state input).
+
+def model_config_from_dict(data: Any, where: str = "model_config") -> RecLNetConfig:
+    """A :class:`RecLNetConfig` from untrusted JSON-like data (:meth:`RecLNetConfig.from_dict`).
 
     Parameters
     ----------
     data : Any
         The ``model_config`` object of a sidecar or checkpoint.
     where : str
-        Field name used in messages.
-
-    Returns
-    -------
-    RecLNetConfig
+        Field name put before the message.
 
     Raises
     ------
@@ -273,52 +261,18 @@ def model_config_from_dict(data: Any, where: str = "model_config") -> RecLNetCon
         Naming the field and the problem.
     """
     _check_type(where, data, (dict,))
-    fields = list(RecLNetConfig.__dataclass_fields__)
-    unknown = sorted(str(k) for k in data if k not in fields)
-    missing = [f for f in fields if f not in data]
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}")
-    if missing:
-        raise ValueError(f"{where}: missing key(s) {missing}")
-    for name in ("num_actions", "projection_size", "memory_size", "num_layers"):
-        _check_int(f"{where}.{name}", data[name], 1, MAX_MODEL_SIZE)
-    modalities = data["modalities"]
-    _check_type(f"{where}.modalities", modalities, (dict,))
-    if not 1 <= len(modalities) <= MAX_MODALITIES:
-        raise ValueError(
-            f"{where}.modalities must name 1 to {MAX_MODALITIES} modalities, got {len(modalities)}"
-        )
-    for name, size in modalities.items():
-        if not isinstance(name, str) or not _MODALITY_NAME.fullmatch(name) or name == "state":
-            raise ValueError(
-                f"{where}.modalities: bad modality name {name!r:.60} (1 to 64 of A-Z a-z 0-9 _ . -, "
-                "not 'state')"
-            )
-        _check_int(f"{where}.modalities[{name!r}]", size, 1, MAX_MODEL_SIZE)
-    for name in ("cell", "fusion"):
-        _check_type(f"{where}.{name}", data[name], (str,))
-    config = RecLNetConfig(**data)
-    if config.state_size > MAX_MODEL_SIZE:
-        raise ValueError(
-            f"{where}: state size {config.state_size} (modalities x layers x memory) "
-            f"exceeds {MAX_MODEL_SIZE}"
-        )
-    return config
+    try:
+        return RecLNetConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(_owner_to_field(str(exc), "RecLNetConfig", where)) from None
 
 
 def _postprocess_from_dict(data: Any, where: str = "postprocess") -> PostprocessConfig:
     _check_type(where, data, (dict,))
     try:
-        post = PostprocessConfig.from_dict(data)
+        return PostprocessConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{where}: {exc}") from None
-    for name in ("window", "top_k", "min_length"):
-        value = getattr(post, name)
-        if value > MAX_POSTPROCESS_SAMPLES:
-            raise ValueError(
-                f"{where}.{name} must be <= {MAX_POSTPROCESS_SAMPLES} samples, got {value}"
-            )
-    return post
+        raise type(exc)(_owner_to_field(str(exc), "PostprocessConfig", where)) from None
 
 
 def _tensor_spec(data: Any, where: str) -> TensorSpec:
@@ -479,7 +433,7 @@ def load_artifact(
     Everything is checked here, at load, so that a bad file fails with one message
     naming it instead of later, at the first frame: the JSON's size and nesting,
     every key and its type, the model configuration (exact types, sizes within
-    :data:`MAX_MODEL_SIZE`), the post-processing defaults (their ranges), the graph
+    :data:`reclnet.config.MAX_MODEL_SIZE`), the post-processing defaults (their ranges), the graph
     inputs / outputs of a step model against its configuration, the file's sha256.
 
     Parameters

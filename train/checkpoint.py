@@ -17,8 +17,16 @@ from typing import Any
 
 import torch
 
-from reclnet.config import RecLNetConfig
 from reclnet.train.model import RecLNet
+
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "load_checkpoint",
+    "nonfinite_weights",
+    "read_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT = "reclnet-checkpoint/1"
 
@@ -80,6 +88,11 @@ def save_checkpoint(
     return path
 
 
+def _one_line(exc: BaseException) -> str:
+    # torch's messages span lines (one per mismatched tensor); an error is one line.
+    return " ".join(str(exc).split())
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load and check a checkpoint's raw payload (no model built).
 
@@ -94,7 +107,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"checkpoint {path}: cannot be read ({exc})") from exc
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({_one_line(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a {FORMAT} file")
     for key in ("model_config", "model"):
@@ -103,10 +116,45 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def nonfinite_weights(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of ``state_dict`` holding NaN or infinity.
+
+    Parameters
+    ----------
+    state_dict : dict[str, Tensor]
+
+    Returns
+    -------
+    list of str
+        In ``state_dict`` order; empty when every weight is finite.
+    """
+    return [
+        name
+        for name, tensor in state_dict.items()
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and not bool(torch.isfinite(tensor).all())
+    ]
+
+
 def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    require_finite: bool = True,
 ) -> tuple[RecLNet, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.pt`` file.
+    map_location : str or torch.device
+        Where the model goes.
+    require_finite : bool
+        Refuse weights holding NaN or infinity (a diverged training run): every
+        output of such a model is NaN, which would otherwise surface only at the
+        first frame of whatever runs it (default on).
 
     Returns
     -------
@@ -114,15 +162,39 @@ def load_checkpoint(
         In eval mode, on ``map_location``.
     payload : dict
         The whole checkpoint (``train_config``, ``epoch``, ``metrics``, ...).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, unreadable or foreign file, a model_config of wrong types or
+        sizes, weights that do not fit it, or non-finite weights; the message
+        names the file (and the parameter).
     """
+    from reclnet.runtime.artifacts import model_config_from_dict
+
     payload = read_checkpoint(path)
     try:
-        config = RecLNetConfig.from_dict(payload["model_config"])
+        config = model_config_from_dict(payload["model_config"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path}: bad model_config ({exc})") from exc
+    weights = payload["model"]
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict of tensors")
     model = RecLNet(config)
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path}: weights do not fit the config ({exc})") from exc
+        raise CheckpointError(
+            f"checkpoint {path}: weights do not fit the config ({_one_line(exc)})"
+        ) from exc
+    if require_finite:
+        bad = nonfinite_weights(weights)
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise CheckpointError(
+                f"checkpoint {path}: parameter {bad[0]!r}{more} holds NaN or infinite "
+                "values (a diverged training run?)"
+            )
     return model.to(map_location).eval(), payload

@@ -30,7 +30,6 @@ Results go to ``<out>/compare.json`` and a table on stdout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.argparsing import ArgumentParser, finite_float, nonnegative_int, positive_int
 from reclnet.config import PostprocessConfig
 from reclnet.runtime.offline.localize import localize_track
 from reclnet.runtime.offline.tube_geometry import temporal_iou
@@ -172,21 +172,21 @@ def temporal_metrics(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison; see ``--help``."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m reclnet.train.compare_cells", description=__doc__.split("\n")[0]
     )
     p.add_argument("--out", default="runs/compare_cells")
     p.add_argument("--cells", default="gru,lstm,fc")
-    p.add_argument("--max-train", type=int, default=400)
-    p.add_argument("--max-test", type=int, default=150)
-    p.add_argument("--feature-size", type=int, default=64)
-    p.add_argument("--projection-size", type=int, default=64)
-    p.add_argument("--memory-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--fusion-epochs", type=int, default=2)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train", type=nonnegative_int, default=400)
+    p.add_argument("--max-test", type=nonnegative_int, default=150)
+    p.add_argument("--feature-size", type=positive_int, default=64)
+    p.add_argument("--projection-size", type=positive_int, default=64)
+    p.add_argument("--memory-size", type=positive_int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=8)
+    p.add_argument("--fusion-epochs", type=nonnegative_int, default=2)
+    p.add_argument("--lr", type=finite_float, default=3e-3)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--ucf-root", default=None)
     p.add_argument(
         "--thresholds",

@@ -34,7 +34,6 @@ ambiguous; the density and order of emissions over time decide.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reclnet.argparsing import ArgumentParser, nonnegative_int, positive_int
 from reclnet.paths import ENV_VAR, data_dir
 from reclnet.runtime.offline import safe_pickle
 from reclnet.runtime.offline.tubes import Tube
@@ -472,12 +472,12 @@ def make_ucf_dataset(
 
 def main(argv: list[str] | None = None) -> int:
     """``reclnet synth``: write a synthetic dataset."""
-    p = argparse.ArgumentParser(prog="reclnet synth", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="reclnet synth", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output .h5 file")
     p.add_argument("--kind", choices=("builtin", "ucf101-24"), default="builtin")
-    p.add_argument("--videos", type=int, default=80, help="builtin: number of videos")
-    p.add_argument("--num-actions", type=int, default=5, help="builtin: C")
-    p.add_argument("--feature-size", type=int, default=64, help="per modality")
+    p.add_argument("--videos", type=positive_int, default=80, help="builtin: number of videos")
+    p.add_argument("--num-actions", type=positive_int, default=5, help="builtin: C")
+    p.add_argument("--feature-size", type=positive_int, default=64, help="per modality")
     p.add_argument("--paper-sizes", action="store_true", help="4096 features per modality")
     p.add_argument("--modalities", default="rgb,flow")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
@@ -490,9 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ucf-root", default=None, help="folder of pyannot_with_class_names.pkl (over --data)"
     )
-    p.add_argument("--max-train", type=int, default=400, help="ucf101-24: train videos (0 = all)")
-    p.add_argument("--max-test", type=int, default=150, help="ucf101-24: test videos (0 = all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-train", type=nonnegative_int, default=400, help="ucf101-24: train videos (0 = all)"
+    )
+    p.add_argument(
+        "--max-test", type=nonnegative_int, default=150, help="ucf101-24: test videos (0 = all)"
+    )
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     args = p.parse_args(argv)
     size = 4096 if args.paper_sizes else args.feature_size
     spec = FeatureSpec(

@@ -27,7 +27,6 @@ a ``reclnet-tracks/1`` dataset and write checkpoints.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from reclnet.argparsing import ArgumentParser
 from reclnet.config import RecLNetConfig
 from reclnet.train.checkpoint import read_checkpoint, save_checkpoint
 from reclnet.train.data import LabelledTrack, load_tracks
@@ -485,7 +485,7 @@ def train(
     mdict.update({k: v for k, v in overrides.items() if k in mfields})
     mdict.setdefault("modalities", modalities)
     mdict.setdefault("num_actions", num_actions)
-    config = RecLNetConfig.from_dict(mdict)
+    config = RecLNetConfig(**mdict)
     for name, size in config.modalities.items():
         if name not in modalities:
             raise ValueError(f"dataset {data} has no modality {name!r} (it has {list(modalities)})")
@@ -579,7 +579,7 @@ def _parse_value(text: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """``reclnet train --data PATH --out DIR [--key=value ...] [--resume]``."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="reclnet train",
         description="Train RecLNet (two-stage: each modality, then the fusion).",
         epilog="Any RecLNetConfig or TrainConfig field can be set with --key=value, e.g. "

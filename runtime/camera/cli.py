@@ -35,6 +35,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from reclnet.argparsing import ArgumentParser
+
 EPILOG = """\
 persons: --tracks FILE (MOTChallenge lines: frame,id,left,top,width,height[,conf,...],
 1-based frames) or --detector MODEL.onnx (input [1,3,H,W] RGB in [0,1]; output [K,6] or
@@ -46,15 +48,8 @@ file of the model directory, or an existing non-regular file (FIFO, device, fold
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with errors as one line naming the problem (exit status 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="reclnet stream",
         description="Localize actions of the people in a video, camera or stream, online.",
         epilog=EPILOG,

@@ -108,6 +108,9 @@ class LatestFrames:
     block) stops the capture thread after its current read.
     """
 
+    #: A live source: :meth:`StreamPipeline.run` pulls a frame only when its first stage is free.
+    live = True
+
     def __init__(
         self,
         frames: Iterable[Frame],

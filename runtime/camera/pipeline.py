@@ -641,16 +641,32 @@ class StreamPipeline:
         def get(q: queue.Queue) -> Any:
             while not stop.is_set():
                 try:
-                    return q.get(timeout=_POLL_S)
+                    item = q.get(timeout=_POLL_S)
+                    q.task_done()
+                    return item
                 except queue.Empty:
                     continue
             return _END
+
+        # A live source (its frames carry on arriving whatever we do, the stale ones are
+        # dropped upstream) is pulled only when the next stage has taken the last item:
+        # a frame never waits in a queue while a newer one exists, so the latency is
+        # the stages' work, not the depth of the queues.
+        live = bool(getattr(frames, "live", False))
+
+        def drained(q: queue.Queue) -> None:
+            if not live:
+                return
+            with q.all_tasks_done:
+                while q.unfinished_tasks and not stop.is_set():
+                    q.all_tasks_done.wait(_POLL_S)
 
         def decode() -> None:
             try:
                 iterator = iter(frames)
                 count = 0
                 while max_frames is None or count < max_frames:
+                    drained(decoded)
                     clock = FrameClock(self.timer.stages)
                     t0 = time.perf_counter()
                     frame = next(iterator, None)
@@ -665,6 +681,7 @@ class StreamPipeline:
         def stage(source: queue.Queue, sink: queue.Queue, work: Callable[..., Any]) -> None:
             try:
                 while True:
+                    drained(sink)
                     item = get(source)
                     if item is _END or isinstance(item, _Failure):
                         put(sink, item)
@@ -703,6 +720,7 @@ class StreamPipeline:
                     break
                 try:
                     item = featured.get(timeout=_POLL_S)
+                    featured.task_done()
                 except queue.Empty:
                     continue
                 if item is _END:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reclnet.argparsing import ArgumentParser, finite_float
+
 from .tubes import Tube, TubeFormatError, read_tubes
 from .video_ap import DEFAULT_THRESHOLDS, PRESETS, VideoAPResult, evaluate_video_ap, frame_ap
 
@@ -110,7 +112,7 @@ def _gt_path(gt: str, data: str | None) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="reclnet eval",
         description="Video-AP (and frame-AP) of detection tubes against ground-truth tubes.",
     )
@@ -131,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--preset", default="ucf101-act", choices=sorted(PRESETS))
     ap.add_argument(
         "--thresholds",
-        type=float,
+        type=finite_float,
         nargs="+",
         default=list(DEFAULT_THRESHOLDS),
         help="spatio-temporal IoU thresholds (default: %(default)s)",
@@ -141,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--frame-ap", action="store_true", help="also report frame-AP@0.5")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
     ap.add_argument("--plot", type=Path, help="draw precision/recall curves into this PNG")
-    ap.add_argument("--plot-threshold", type=float, default=0.5)
+    ap.add_argument("--plot-threshold", type=finite_float, default=0.5)
     return ap
 
 

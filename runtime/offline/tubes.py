@@ -31,7 +31,15 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.jsonsafe import JSONLimitError, loads_bounded
+
 __all__ = ["Tube", "TubeFormatError", "read_tubes", "write_tubes", "tube_from_dict", "tube_to_dict"]
+
+
+#: Deepest nesting of a tube line (a real one nests 3 deep: object, rows, row).
+MAX_LINE_DEPTH = 8
+#: Longest tube line (a tube of 100,000 boxes is about 5 MB).
+MAX_LINE_BYTES = 256 << 20
 
 
 class TubeFormatError(ValueError):
@@ -257,11 +265,16 @@ def read_tubes(
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
+            # NaN parses: tube_from_dict then names the field ("score must be finite").
+            obj = loads_bounded(
+                line, max_depth=MAX_LINE_DEPTH, max_bytes=MAX_LINE_BYTES, allow_nan=True
+            )
+        except JSONLimitError as exc:
             last = lineno == len(lines) and not text.endswith("\n")
             hint = " (file truncated?)" if last else ""
-            raise TubeFormatError(f"{path}:{lineno}: invalid JSON{hint}: {exc.msg}") from None
+            problem = str(exc).removeprefix("invalid JSON: ")
+            kind = "invalid JSON" if problem != str(exc) else "refused JSON"
+            raise TubeFormatError(f"{path}:{lineno}: {kind}{hint}: {problem}") from None
         try:
             tube = tube_from_dict(obj, num_classes=num_classes)
         except TubeFormatError as exc:

@@ -50,6 +50,8 @@ __all__ = [
 
 #: Camera names become file names and parts of event ids.
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: As ``reclnet stream --feature-precision`` (``auto``: the INT8 copy when exported).
+FEATURE_PRECISIONS = ("auto", "fp32", "int8")
 _NETWORK = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 
 
@@ -80,6 +82,7 @@ class CameraConfig:
     tracks: Path | None = None
     detector: Path | None = None
     int8: bool = False
+    feature_precision: str = "auto"
     threads: int | None = 1
     feature_scale: float = 0.5
     hog_upscale: float = 1.0
@@ -278,6 +281,12 @@ def _camera(key: str, raw: Mapping[str, Any], base: Path) -> CameraConfig:
         raise ConfigError(f"{key}: give tracks or detector, not both")
     d = CameraConfig.__dataclass_fields__
     get = lambda k: raw.get(k, d[k].default)  # noqa: E731 - a local shorthand
+    precision = _str(f"{key}.feature_precision", get("feature_precision"))
+    if precision not in FEATURE_PRECISIONS:
+        raise ConfigError(
+            f"{key}.feature_precision: must be one of {', '.join(FEATURE_PRECISIONS)}, "
+            f"got {precision!r}"
+        )
     return CameraConfig(
         name=name,
         source=source,
@@ -285,6 +294,7 @@ def _camera(key: str, raw: Mapping[str, Any], base: Path) -> CameraConfig:
         tracks=tracks,
         detector=detector,
         int8=int8,
+        feature_precision=precision,
         threads=_int(f"{key}.threads", get("threads"), 1, optional=True),
         feature_scale=_float(f"{key}.feature_scale", get("feature_scale"), 0, 4, open_low=True),
         hog_upscale=_float(f"{key}.hog_upscale", get("hog_upscale"), 0, 8, open_low=True),

@@ -20,7 +20,6 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from .config import CameraConfig, ServeConfig
@@ -114,7 +113,9 @@ def check_paths(config: ServeConfig) -> None:
             inputs[f"the source of camera {cam.name}"] = cam.source
         inputs[f"the tracks of camera {cam.name}"] = cam.tracks
         inputs[f"the detector of camera {cam.name}"] = cam.detector
-    outputs = {f"events of camera {c.name}": config.sink.dir / f"{c.name}.jsonl" for c in config.cameras}
+    outputs = {
+        f"events of camera {c.name}": config.sink.dir / f"{c.name}.jsonl" for c in config.cameras
+    }
     if config.status is not None:
         outputs["status"] = config.status
     check_outputs(inputs, outputs, protected_dirs=sorted({c.model for c in config.cameras}))

@@ -32,6 +32,7 @@ __all__ = [
     "ray_available",
     "service_step_factory",
     "start_step_service",
+    "stop_step_service",
 ]
 
 APP_NAME = "reclnet-step"
@@ -142,7 +143,9 @@ class RayBackend:
             state_dir=c.state_dir,
             snapshot_every=c.snapshot_every,
             step_factory=self.step_factory,
-            exit_at={k: v for k, v in (self.exit_at or {}).items() if k in {x.name for x in cameras}},
+            exit_at={
+                k: v for k, v in (self.exit_at or {}).items() if k in {x.name for x in cameras}
+            },
         )
 
     def submit(self, index: int, seconds: float) -> None:
@@ -184,25 +187,23 @@ class RayBackend:
                 ray.kill(actor, no_restart=True)
             self.actors.clear()
             if self._service:
-                from ray import serve
-
-                serve.delete(APP_NAME)
+                stop_step_service()
         finally:
             if self._owns_ray:
                 ray.shutdown()
 
 
 # ------------------------------------------------------------------ step service
-def _deployment(step: StepConfig) -> Any:
-    """The Ray Serve deployment class for ``step`` (batch size and wait from the config)."""
+def _deployment(settings: StepConfig) -> Any:
+    """The Ray Serve deployment class for ``settings`` (batch size and wait from the config)."""
     _ray()
     from ray import serve
 
     @serve.deployment(
         name="step",
-        num_replicas=step.replicas,
-        ray_actor_options={"num_cpus": step.num_cpus, "num_gpus": step.num_gpus},
-        max_ongoing_requests=max(2 * step.max_batch_size, 8),
+        num_replicas=settings.replicas,
+        ray_actor_options={"num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus},
+        max_ongoing_requests=max(2 * settings.max_batch_size, 8),
     )
     class StepDeployment:
         def __init__(self, model: str, threads: int | None, providers: list[str] | None) -> None:
@@ -210,8 +211,8 @@ def _deployment(step: StepConfig) -> Any:
             self.service = StepService(model, threads=threads, **options)
 
         @serve.batch(
-            max_batch_size=step.max_batch_size,
-            batch_wait_timeout_s=step.batch_wait_ms / 1e3,
+            max_batch_size=settings.max_batch_size,
+            batch_wait_timeout_s=settings.batch_wait_ms / 1e3,
         )
         async def step(self, requests: list[Any]) -> list[Any]:
             return self.service.step_batch(requests)
@@ -230,7 +231,7 @@ def start_step_service(step: StepConfig, model: str | Path) -> Any:
     providers = ["cuda"] if step.num_gpus > 0 else None
     app = _deployment(step).bind(str(model), step.threads, providers)
     # No HTTP proxy: workers call the deployment through handles.
-    serve.start(http_options={"location": "NoServer"})
+    serve.start(proxy_location="Disabled")
     return serve.run(app, name=APP_NAME, route_prefix=None)
 
 
@@ -245,6 +246,14 @@ def service_step_factory(app_name: str, camera: CameraConfig) -> ServiceStepRunn
         return handle.step.remote((features, state)).result()
 
     return ServiceStepRunner(call, camera.step_path)
+
+
+def stop_step_service() -> None:
+    """Delete the step service application (its replicas stop)."""
+    _ray()
+    from ray import serve
+
+    serve.delete(APP_NAME)
 
 
 def service_handle() -> Any:

@@ -319,7 +319,7 @@ class CameraRunner:
             )
         features = {}
         for modality, size in runner.config.modalities.items():
-            path = feature_network_path(cam.model, modality, "fp32")
+            path = feature_network_path(cam.model, modality, cam.feature_precision)
             net = stack.enter_context(FeatureNetwork(path, threads=cam.threads))
             if net.dim is not None and net.dim != size:
                 raise ValueError(

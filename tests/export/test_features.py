@@ -68,11 +68,14 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     reference = torchvision.models.resnet18(weights=None)
     weights = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), weights)
-    net = FeatureNet("resnet18", 512, weights=weights, seed=0)
+    net = FeatureNet("resnet18", 512, weights=weights, seed=0, head="box")
     assert net.weights_file == weights
     assert isinstance(net.head, torch.nn.Identity)  # D equals the backbone's 512
     torch.testing.assert_close(net.trunk[0].weight, reference.conv1.weight, rtol=0, atol=0)
     torch.testing.assert_close(net.box_head[0][0].conv1.weight, reference.layer4[0].conv1.weight)
+    frame = FeatureNet("resnet18", 512, weights=weights, seed=0)  # the default head
+    assert frame.head_kind == "frame" and frame.stride == 32
+    torch.testing.assert_close(frame.trunk[7][0].conv1.weight, reference.layer4[0].conv1.weight)
     random_net = FeatureNet("resnet18", 512, seed=0)
     assert random_net.weights_file is None
     assert not torch.equal(random_net.trunk[0].weight, reference.conv1.weight)
@@ -82,10 +85,15 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
         FeatureNet("resnet18", 16, weights=bad)
     with pytest.raises(ValueError, match="unknown backbone"):
         FeatureNet("alexnet", 16)
+    with pytest.raises(ValueError, match="unknown head"):
+        FeatureNet("resnet18", 16, head="roi")
+    with pytest.raises(ValueError, match="per-box head"):
+        FeatureNet("vgg16", 16, head="frame")
 
 
-def test_pytorch_net_pools_each_box_independently() -> None:
-    net = FeatureNet("resnet18", 32, seed=1)
+@pytest.mark.parametrize("head", ["frame", "box"])
+def test_pytorch_net_pools_each_box_independently(head: str) -> None:
+    net = FeatureNet("resnet18", 32, seed=1, head=head)
     rng = np.random.default_rng(2)
     image = torch.from_numpy(rng.uniform(0, 255, (1, 3, 64, 64)).astype(np.float32))
     boxes = torch.from_numpy(_boxes(rng, 64, 64, 4))
@@ -115,3 +123,114 @@ def test_feature_graph_is_tensorrt_compatible(exported: tuple[FeatureNet, Path])
 
     # Only K (boxes), H and W (image size) are dynamic; every operator is in the parser's list.
     assert tensorrt_problems(exported[1]) == []
+
+
+def test_the_two_heads_are_two_readings_of_one_network() -> None:
+    """Same weights (same state_dict), the frame head pools after layer4, the box head before."""
+    frame, box = FeatureNet("resnet18", 32, seed=4), FeatureNet("resnet18", 32, seed=4, head="box")
+    a, b = frame.state_dict(), box.state_dict()
+    assert len(a) == len(b)
+    for (ka, va), vb in zip(a.items(), b.values(), strict=True):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=ka)
+    # The frame head's descriptor of a box is the average of layer4's feature map over
+    # the box (RoIAlign then mean): for a box on the whole image it is the global pool.
+    image = torch.rand(1, 3, 64, 96) * 255
+    with torch.no_grad():
+        fmap = frame.trunk((image - frame.mean) / frame.std)
+        whole = frame(image, torch.tensor([[0.0, 0.0, 96.0, 64.0]]))
+        pooled = frame.head(fmap.mean(dim=(2, 3)))
+    # RoIAlign samples bilinearly (not a plain mean of cells): close, not equal.
+    assert torch.nn.functional.cosine_similarity(whole, pooled).item() > 0.98
+
+
+#: The bound this project states for the INT8 feature networks against float32, per box:
+#: cosine similarity >= 0.995 and relative error ||f_int8 - f_fp32|| / ||f_fp32|| <= 0.10.
+#: (Measured on vtest.avi with the paper-sized ResNet-18 frame heads and synthetic
+#: calibration: min cosine 0.9996, max relative error 0.031.)
+MIN_COSINE, MAX_REL_ERR = 0.995, 0.10
+
+
+def _held_out(stream: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from reclnet.export.features import calibration_images
+
+    images = calibration_images(stream, count=6, size=(144, 192), seed=99)
+    rng = np.random.default_rng(7)
+    return images, [_boxes(rng, 144, 192, 3) for _ in images]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", ["rgb", "flow"])
+def test_int8_features_within_the_stated_bound(tmp_path: Path, stream: str) -> None:
+    from reclnet.export.features import feature_parity
+    from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path
+
+    path = export_features(tmp_path / f"features_{stream}.onnx", stream=stream, out_dim=64)
+    int8_path = feature_network_path(tmp_path, stream)  # "auto" takes the INT8 copy
+    assert int8_path.name == f"features_{stream}.int8.onnx"
+    art = load_artifact(int8_path, kind="features")
+    assert art.metadata["precision"] == "int8" and art.metadata["box_head"] == "frame"
+    assert art.metadata["quantization"]["float_sha256"] == load_artifact(path).sha256
+    with FeatureNetwork(path) as ref, FeatureNetwork(int8_path) as q:
+        assert (ref.precision, q.precision, ref.head, q.head) == ("fp32", "int8", "frame", "frame")
+        images, boxes = _held_out(stream)
+        parity = feature_parity(ref, q, images, boxes)
+    assert parity["boxes"] == 18
+    assert parity["min_cosine"] >= MIN_COSINE, parity
+    assert parity["max_rel_err"] <= MAX_REL_ERR, parity
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_int8_features_within_the_bound_on_real_frames(tmp_path: Path) -> None:
+    import cv2
+
+    from reclnet.export.features import feature_parity
+    from reclnet.paths import vtest_video
+    from reclnet.runtime.camera.features import FeatureNetwork
+    from reclnet.runtime.camera.source import FileSource
+
+    video = vtest_video()
+    if video is None:
+        pytest.skip("vtest.avi not found (see the data README)")
+    path = export_features(tmp_path / "features_rgb.onnx", stream="rgb", out_dim=256)
+    images = []
+    with FileSource(video) as source:
+        for frame in source:
+            if frame.index % 40 == 0:
+                images.append(cv2.resize(frame.image, (384, 288), interpolation=cv2.INTER_AREA))
+            if len(images) == 5:
+                break
+    rng = np.random.default_rng(3)
+    boxes = [_boxes(rng, 288, 384, 4) for _ in images]
+    with (
+        FeatureNetwork(path) as ref,
+        FeatureNetwork(path.with_suffix(".int8.onnx")) as q,
+    ):
+        parity = feature_parity(ref, q, images, boxes)
+    assert parity["min_cosine"] >= MIN_COSINE and parity["max_rel_err"] <= MAX_REL_ERR, parity
+
+
+def test_feature_parity_measures_what_it_says() -> None:
+    from reclnet.export.features import feature_parity
+
+    ref = lambda image, boxes: np.tile([[3.0, 4.0]], (len(boxes), 1))  # noqa: E731
+    scaled = lambda image, boxes: 2 * ref(image, boxes)  # noqa: E731
+    image, boxes = np.zeros((4, 4, 3), np.uint8), [np.zeros((2, 4), np.float32)]
+    p = feature_parity(ref, scaled, [image], boxes)
+    assert p["min_cosine"] == pytest.approx(1.0) and p["max_rel_err"] == pytest.approx(1.0)
+    ortho = lambda image, boxes: np.tile([[-4.0, 3.0]], (len(boxes), 1))  # noqa: E731
+    p = feature_parity(ref, ortho, [image], boxes)
+    assert p["min_cosine"] == pytest.approx(0.0, abs=1e-12)
+    assert p["max_rel_err"] == pytest.approx(np.sqrt(2))
+
+
+def test_feature_network_path(tmp_path: Path) -> None:
+    from reclnet.runtime.camera.features import feature_network_path
+
+    assert feature_network_path(tmp_path, "rgb").name == "features_rgb.onnx"  # no INT8 copy
+    assert feature_network_path(tmp_path, "rgb", "int8").name == "features_rgb.int8.onnx"
+    (tmp_path / "features_rgb.int8.onnx").write_bytes(b"")
+    assert feature_network_path(tmp_path, "rgb").name == "features_rgb.int8.onnx"
+    assert feature_network_path(tmp_path, "rgb", "fp32").name == "features_rgb.onnx"
+    with pytest.raises(ValueError, match="unknown feature precision"):
+        feature_network_path(tmp_path, "rgb", "fp16")

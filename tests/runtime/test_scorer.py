@@ -550,7 +550,7 @@ def test_scorer_takes_only_step_runners() -> None:
 @pytest.mark.parametrize(
     ("override", "exc", "match"),
     [
-        (dict(window=0), ValueError, "PostprocessConfig.window must be >= 1, got 0"),
+        (dict(window=0), ValueError, "PostprocessConfig.window must be >= 1 and <= 65536, got 0"),
         (dict(window=5, lookahead=3), ValueError, r"lookahead must be >= 0 and <= 2"),
         (dict(threshold=float("nan")), ValueError, "threshold must be a finite number in"),
         (dict(threshold=1.5), ValueError, r"threshold must be a finite number in \[0, 1\]"),

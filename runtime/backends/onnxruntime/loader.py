@@ -16,7 +16,7 @@ from typing import Any
 
 from reclnet.config import PostprocessConfig
 
-__all__ = ["PROVIDER_NAMES", "device_of", "load", "provider_list"]
+__all__ = ["PROVIDER_NAMES", "device_of", "load", "provider_list", "trt_profile_options"]
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -84,6 +84,46 @@ def provider_list(
     return out
 
 
+def trt_profile_options(
+    widths: Mapping[str, int], min_tracks: int, opt_tracks: int, max_tracks: int
+) -> dict[str, str]:
+    """TensorRT EP optimization-profile options over N for inputs ``[N, width]``.
+
+    ONNX Runtime's TensorRT EP documents ``trt_profile_min_shapes``,
+    ``trt_profile_opt_shapes`` and ``trt_profile_max_shapes`` as strings
+    ``"name:d0xd1,name2:d0xd1"`` (all three together). With them the EP builds one
+    engine for the whole range instead of rebuilding it each time a larger N
+    (more live tracks) arrives.
+
+    Parameters
+    ----------
+    widths : dict[str, int]
+        Input name -> its fixed second dimension.
+    min_tracks, opt_tracks, max_tracks : int
+        ``1 <= min <= opt <= max``.
+
+    Returns
+    -------
+    dict[str, str]
+    """
+    if not 1 <= min_tracks <= opt_tracks <= max_tracks:
+        raise ValueError(
+            f"need 1 <= min <= opt <= max tracks, got {min_tracks}, {opt_tracks}, {max_tracks}"
+        )
+    for name in widths:
+        if not name or any(c in name for c in ":,x"):
+            raise ValueError(f"input name {name!r} cannot be written in a TensorRT EP profile")
+
+    def spec(n: int) -> str:
+        return ",".join(f"{name}:{n}x{int(w)}" for name, w in widths.items())
+
+    return {
+        "trt_profile_min_shapes": spec(min_tracks),
+        "trt_profile_opt_shapes": spec(opt_tracks),
+        "trt_profile_max_shapes": spec(max_tracks),
+    }
+
+
 def device_of(providers: Sequence[tuple[str, dict[str, Any]]]) -> tuple[str, int]:
     """Where the first provider keeps tensors: ``("cpu", 0)`` or ``("cuda", device_id)``."""
     name, opts = providers[0]
@@ -105,6 +145,8 @@ def load(
     threads: int | None = None,
     spinning: bool = False,
     postprocess: PostprocessConfig | None = None,
+    trt_profile_tracks: tuple[int, int, int] = (1, 32, 256),
+    allow_fallback: bool = False,
 ) -> Any:
     """Load an exported step model (``step.onnx`` or ``step.int8.onnx`` + sidecar) into ORT.
 
@@ -124,6 +166,11 @@ def load(
         compete with the scorer's post-processing for the same cores).
     postprocess : PostprocessConfig, optional
         Overrides the sidecar's post-processing defaults.
+    trt_profile_tracks : (int, int, int)
+        Min / opt / max N of the TensorRT EP's optimization profile.
+    allow_fallback : bool
+        When a requested CUDA / TensorRT provider is not in the session
+        (``session.get_providers()``), warn and record it instead of failing.
 
     Returns
     -------
@@ -146,4 +193,6 @@ def load(
         threads=threads,
         spinning=spinning,
         postprocess=postprocess,
+        trt_profile_tracks=trt_profile_tracks,
+        allow_fallback=allow_fallback,
     )

@@ -17,12 +17,40 @@ import numpy as np
 import onnxruntime as ort
 
 from reclnet.config import PostprocessConfig
-from reclnet.runtime.artifacts import ArtifactError, load_artifact
+from reclnet.runtime.artifacts import (
+    Artifact,
+    ArtifactError,
+    TensorSpec,
+    load_artifact,
+    step_graph_problem,
+)
 from reclnet.runtime.backends.base import BackendError, StepRunner
 
-from .loader import device_of
+from .loader import device_of, trt_profile_options
 
-__all__ = ["OrtRunner", "make_session"]
+__all__ = ["OrtRunner", "graph_mismatch", "make_session", "provider_fallback"]
+
+
+def provider_fallback(requested: Sequence[str], active: Sequence[str]) -> list[str]:
+    """Requested device providers that the session does not use.
+
+    ``onnxruntime.get_available_providers()`` lists what the build was compiled
+    with, not what loads: the TensorRT EP is listed even when ``libnvinfer``
+    cannot be loaded, and the session then silently falls back to the next
+    provider, dropping that provider's options (``device_id`` included). Only
+    ``InferenceSession.get_providers()`` says what the session really uses.
+
+    Parameters
+    ----------
+    requested, active : sequence of str
+        Provider names asked for, and ``session.get_providers()``.
+
+    Returns
+    -------
+    list of str
+        Requested names other than the CPU provider missing from ``active``.
+    """
+    return [p for p in requested if p != "CPUExecutionProvider" and p not in set(active)]
 
 
 def make_session(
@@ -31,6 +59,7 @@ def make_session(
     providers: Sequence[tuple[str, dict[str, Any]]] = (("CPUExecutionProvider", {}),),
     threads: int | None = None,
     spinning: bool = False,
+    allow_fallback: bool = False,
 ) -> ort.InferenceSession:
     """An ONNX Runtime session for any reclnet artifact (step or feature network).
 
@@ -45,11 +74,15 @@ def make_session(
     spinning : bool
         Let idle intra-op threads spin (lower latency on an otherwise idle machine,
         but they compete with the host work that follows on the same cores).
+    allow_fallback : bool
+        Warn (``RuntimeWarning``) instead of failing when the session does not use
+        a requested CUDA / TensorRT provider (see :func:`provider_fallback`).
 
     Raises
     ------
     BackendError
-        A provider missing from this onnxruntime build, or a model it cannot load.
+        A provider missing from this onnxruntime build, a requested device
+        provider the session fell back from, or a model it cannot load.
     """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -64,7 +97,7 @@ def make_session(
             f"(available: {sorted(available)})"
         )
     try:
-        return ort.InferenceSession(
+        session = ort.InferenceSession(
             str(path),
             sess_options=opts,
             providers=[name for name, _ in providers],
@@ -72,6 +105,106 @@ def make_session(
         )
     except Exception as exc:  # ORT raises its own exception types
         raise BackendError(f"onnxruntime backend: cannot load {path}: {exc}") from exc
+    dropped = provider_fallback([name for name, _ in providers], session.get_providers())
+    if dropped:
+        message = (
+            f"onnxruntime backend: {path}: provider(s) {dropped} requested but the session "
+            f"runs on {session.get_providers()} (the provider failed to load, e.g. "
+            "libnvinfer / libcudart missing; its options were dropped)"
+        )
+        if not allow_fallback:
+            raise BackendError(message)
+        import warnings
+
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return session
+
+
+# ONNX Runtime's type strings of the dtypes an artifact may declare.
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+
+def _session_specs(args: Sequence[Any]) -> list[TensorSpec]:
+    # ORT reports a dimension as an int, a symbolic name or None (unknown): keep
+    # None as "?", a name that matches any declared symbol.
+    return [
+        TensorSpec(
+            a.name,
+            tuple("?" if d is None else d for d in (a.shape or [])),
+            _ORT_TYPES.get(a.type, a.type),
+        )
+        for a in args
+    ]
+
+
+def _spec_problem(kind: str, graph: list[TensorSpec], declared: tuple[TensorSpec, ...]) -> str:
+    g = {t.name: t for t in graph}
+    d = {t.name: t for t in declared}
+    if set(g) != set(d):
+        return f"graph {kind} {sorted(g)}, sidecar declares {sorted(d)}"
+    for name, spec in g.items():
+        want = d[name]
+        if spec.dtype != want.dtype:
+            return f"{kind[:-1]} {name!r} is {spec.dtype} in the graph, {want.dtype} in the sidecar"
+        concrete = [
+            (a, b) for a, b in zip(spec.shape, want.shape, strict=False) if isinstance(a, int)
+        ]
+        if len(spec.shape) != len(want.shape) or any(a != b for a, b in concrete):
+            return (
+                f"{kind[:-1]} {name!r} has shape {list(spec.shape)} in the graph, "
+                f"{list(want.shape)} in the sidecar"
+            )
+    return ""
+
+
+def graph_mismatch(session: ort.InferenceSession, artifact: Artifact) -> str:
+    """How an opened step session's inputs / outputs disagree with the artifact's sidecar.
+
+    The sidecar was checked against its model configuration at load; this checks
+    the graph itself (names, dtypes, ranks, fixed sizes), so a forged or
+    mismatched sidecar fails here, at load, not with ONNX Runtime's shape error at
+    the first frame.
+
+    Parameters
+    ----------
+    session : onnxruntime.InferenceSession
+    artifact : Artifact
+        A loaded step artifact.
+
+    Returns
+    -------
+    str
+        The first disagreement; empty when there is none.
+    """
+    inputs = _session_specs(session.get_inputs())
+    outputs = _session_specs(session.get_outputs())
+    problem = _spec_problem("inputs", inputs, artifact.inputs) or _spec_problem(
+        "outputs", outputs, artifact.outputs
+    )
+    if problem:
+        return problem
+    need = {*artifact.config.modalities, "state"}
+    if {t.name for t in inputs} != need:
+        return f"graph inputs {sorted(t.name for t in inputs)}, a step model needs {sorted(need)}"
+    if {t.name for t in outputs} != {"probs", "state_out"}:
+        return f"graph outputs {sorted(t.name for t in outputs)}, a step model has probs, state_out"
+    concrete = [
+        TensorSpec(t.name, tuple(d if isinstance(d, int) else "N" for d in t.shape), t.dtype)
+        for t in inputs
+    ]
+    outs = [
+        TensorSpec(t.name, tuple(d if isinstance(d, int) else "N" for d in t.shape), t.dtype)
+        for t in outputs
+    ]
+    return step_graph_problem(artifact.config, tuple(concrete), tuple(outs)) or ""
 
 
 class OrtRunner(StepRunner):
@@ -92,6 +225,10 @@ class OrtRunner(StepRunner):
         but they compete with the scorer's host work on the same cores).
     postprocess : PostprocessConfig, optional
         Overrides the sidecar's post-processing defaults.
+    trt_profile_tracks : (int, int, int)
+        Min / opt / max N of the TensorRT EP profile (``trt_profile_*_shapes``).
+    allow_fallback : bool
+        Warn instead of failing when a requested device provider is not used.
     """
 
     name = "onnxruntime"
@@ -105,6 +242,8 @@ class OrtRunner(StepRunner):
         threads: int | None = None,
         spinning: bool = False,
         postprocess: PostprocessConfig | None = None,
+        trt_profile_tracks: tuple[int, int, int] = (1, 32, 256),
+        allow_fallback: bool = False,
     ) -> None:
         try:
             self.artifact = load_artifact(model, kind="step")
@@ -116,15 +255,33 @@ class OrtRunner(StepRunner):
         self.device_resident = self.device != "cpu" if io_binding is None else bool(io_binding)
         # Spinning worker threads would keep the cores busy after each step, slowing the
         # scorer's own work (checks, post-processing) that follows it on the same cores.
+        # The TensorRT EP gets one profile over N unless the caller set its own.
+        widths = {t.name: int(t.shape[1]) for t in self.artifact.inputs if len(t.shape) == 2}
+        profile = trt_profile_options(widths, *trt_profile_tracks)
+        providers = [
+            (name, {**profile, **opts} if name == "TensorrtExecutionProvider" else dict(opts))
+            for name, opts in providers
+        ]
+        self.providers = list(providers)
         self.session = make_session(
-            self.artifact.path, providers=providers, threads=threads, spinning=spinning
+            self.artifact.path,
+            providers=providers,
+            threads=threads,
+            spinning=spinning,
+            allow_fallback=allow_fallback,
         )
-        inputs = {i.name for i in self.session.get_inputs()}
-        need = {*self.config.modalities, "state"}
-        if inputs != need:
+        #: Providers the session really runs on (``session.get_providers()``).
+        self.active_providers = list(self.session.get_providers())
+        if self.device != "cpu" and self.active_providers[0] == "CPUExecutionProvider":
+            # Fallen back to the CPU (allowed): keep states on the host.
+            self.device, self.device_id = "cpu", 0
+            self.device_resident = bool(io_binding)
+        problem = graph_mismatch(self.session, self.artifact)
+        if problem:
+            self.session = None
             raise BackendError(
-                f"onnxruntime backend: {self.artifact.path.name} has inputs {sorted(inputs)}, "
-                f"a step model needs {sorted(need)}"
+                f"onnxruntime backend: {self.artifact.path} does not match its sidecar "
+                f"{self.artifact.sidecar.name}: {problem}"
             )
         self._outputs = ["probs", "state_out"]
 

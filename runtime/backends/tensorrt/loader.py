@@ -29,17 +29,36 @@ def import_tensorrt() -> Any:
 def deserialize_engine(engine_path: str | os.PathLike, *, trt: Any = None) -> tuple[Any, Artifact]:
     """Verify an engine against its sidecar and deserialize it.
 
+    The caller must have selected the device first (``cudaSetDevice`` / the
+    pycuda primary context pushed): TensorRT deserializes onto the current device.
+    A serialized engine is tied to the TensorRT version that built it (TensorRT
+    developer guide, "Version compatibility": by default only the same version
+    deserializes it), so a version other than the sidecar's is refused here with
+    a message, not with TensorRT's own deserialization error.
+
     Returns
     -------
     engine : tensorrt.ICudaEngine
     artifact : Artifact
         The verified sidecar (``artifact.format == "tensorrt"``).
+
+    Raises
+    ------
+    EngineLoadError
+        Another TensorRT version, or TensorRT returned None.
     """
     artifact = load_artifact(engine_path)
     if artifact.format != "tensorrt":
         raise ValueError(f"{engine_path}: sidecar says {artifact.format!r}, not a TensorRT engine")
     if trt is None:
         trt = import_tensorrt()
+    built = str(artifact.metadata.get("tensorrt", {}).get("version", "unknown"))
+    here = str(getattr(trt, "__version__", "unknown"))
+    if built != here:
+        raise EngineLoadError(
+            f"{engine_path}: built with TensorRT {built}, this is TensorRT {here}; "
+            "rebuild the engine with reclnet build-engine on this machine"
+        )
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(artifact.path.read_bytes())

@@ -56,22 +56,24 @@ class TorchRunner(StepRunner):
         threads: int | None = None,
     ) -> None:
         torch = self._torch = _torch()
-        if threads is not None:
-            torch.set_num_threads(int(threads))
         payload: dict[str, Any] = {}
-        if checkpoint is not None:
-            from reclnet.train.checkpoint import CheckpointError, load_checkpoint
+        try:
+            if threads is not None:
+                torch.set_num_threads(int(threads))
+            self.device = torch.device(device)
+            if checkpoint is not None:
+                from reclnet.train.checkpoint import load_checkpoint
 
-            try:
-                model, payload = load_checkpoint(checkpoint, map_location=device)
-            except CheckpointError as exc:
-                raise BackendError(f"torch backend: {exc}") from exc
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.config = self.model.config
-        stored = (payload.get("train_config") or {}).get("postprocess")
-        if postprocess is None:
-            postprocess = PostprocessConfig.from_dict(stored) if stored else PostprocessConfig()
+                model, payload = load_checkpoint(checkpoint, map_location=self.device)
+            self.model = model.to(self.device).eval()
+            self.config = self.model.config
+            stored = (payload.get("train_config") or {}).get("postprocess")
+            if postprocess is None:
+                postprocess = PostprocessConfig.from_dict(stored) if stored else PostprocessConfig()
+        except (BackendError, MemoryError):
+            raise
+        except Exception as exc:  # CheckpointError, torch's RuntimeError (bad device), ...
+            raise BackendError(f"torch backend: cannot load the model: {exc}") from exc
         self.postprocess = postprocess
 
     def _step(
@@ -97,7 +99,12 @@ class TorchRunner(StepRunner):
         np.ndarray
             float32 ``[T, C+1]``.
         """
-        return sequence_probs(self.model, features, device=self.device)
+        try:
+            return sequence_probs(self.model, features, device=self.device)
+        except (BackendError, MemoryError):
+            raise
+        except Exception as exc:  # torch's own errors (shapes, device) become BackendError
+            raise BackendError(f"torch backend: sequence failed: {exc}") from exc
 
 
 def sequence_probs(

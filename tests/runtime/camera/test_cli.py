@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -445,9 +446,14 @@ def test_lost_camera_is_retried_then_ends_cleanly(
         "camera 0 stopped delivering frames and did not come back after 2 retries" in captured.err
     )
     assert _DyingCamera.opened == 3  # the first session + 2 retries
-    assert "25 frames" in captured.out
+    # A live source is never waited for: the frames processing could not keep up
+    # with were dropped (the fake camera delivers instantly) and counted.
+    assert "live: 25 frames captured" in captured.out
+    processed = int(re.search(r"(\d+) frames, \d+ tracks", captured.out).group(1))
+    dropped = int(re.search(r"(\d+) dropped", captured.out).group(1))
+    assert processed >= 1 and processed + dropped == 25
     events = read_events(events_path)
     assert events and {e["track_id"] for e in events} == {3}
     check_events(events, 25, (160, 120))  # the open segments were ended and written
     with open_source(tmp_path / "o.mp4") as video:
-        assert sum(1 for _ in video) == 25
+        assert sum(1 for _ in video) == processed

@@ -1,0 +1,130 @@
+"""Fixtures of the ``reclnet serve`` tests: a tiny exported model, synthetic scenes, a Ray cluster.
+
+The model (step + rgb and flow feature networks, as in the camera tests) is
+exported once per session. A scene is a small rendered video with people
+walking in and out and its MOTChallenge tracks file, so runs take seconds.
+The Ray cluster (``ray_cluster``) is a real local one with 2 CPUs, started
+once for the module that asks for it; without Ray installed those tests skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random two-modality model: step.onnx + features_{rgb,flow}.onnx."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from reclnet.config import RecLNetConfig
+    from reclnet.export.cli import main as export_main
+    from reclnet.train.checkpoint import save_checkpoint
+    from reclnet.train.model import RecLNet
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("serve_model")
+    config = RecLNetConfig(
+        num_actions=3, modalities={"rgb": 32, "flow": 32}, projection_size=16, memory_size=8
+    )
+    ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
+    assert export_main([str(ckpt), "--out", str(out), "--features"]) == 0
+    return out
+
+
+def write_scene(folder: Path, name: str, frames: int, seed: int) -> tuple[Path, Path]:
+    """A 160x120 clip of ``frames`` frames with 3 people entering and leaving, and its tracks.
+
+    Returns ``(video, tracks)``.
+    """
+    from reclnet.runtime.camera.persons import write_mot
+    from reclnet.runtime.camera.render import VideoWriter
+
+    rng = np.random.default_rng(seed)
+    people = []
+    for pid in range(1, 4):
+        start = int(rng.integers(0, frames // 2))
+        length = int(rng.integers(frames // 4, frames - start + 1))
+        x0, speed = float(rng.uniform(5, 90)), float(rng.uniform(-1.5, 1.5))
+        people.append((pid, start, start + length, x0, speed, int(rng.integers(80, 250))))
+    rows = []
+    video = folder / f"{name}.avi"
+    with VideoWriter(video, 10, 160, 120, codec="mpeg4") as writer:
+        for f in range(frames):
+            img = np.full((120, 160, 3), 50, np.uint8)
+            img[:, :, 1] = (np.arange(160) // 2 + f) % 256  # some texture that moves
+            for pid, a, b, x0, speed, color in people:
+                if a <= f < b:
+                    x = float(np.clip(x0 + speed * (f - a), 0, 125))
+                    img[25:105, int(x) : int(x) + 30] = color
+                    rows.append((f, pid, (x, 25.0, x + 30.0, 105.0)))
+            writer.write(img)
+    tracks = folder / f"{name}.txt"
+    write_mot(
+        tracks,
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows], np.float64),
+    )
+    return video, tracks
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Three scenes ``cam0..cam2`` (60, 50 and 70 frames)."""
+    folder = tmp_path_factory.mktemp("scenes")
+    return {
+        f"cam{i}": write_scene(folder, f"cam{i}", n, seed=10 + i)
+        for i, n in enumerate((60, 50, 70))
+    }
+
+
+def serve_config(
+    tmp: Path, model_dir: Path, scenes: dict[str, tuple[Path, Path]], **top: Any
+) -> dict[str, Any]:
+    """A configuration mapping for ``scenes`` writing under ``tmp``."""
+    config: dict[str, Any] = {
+        "state_dir": str(tmp / "state"),
+        "sink": {"dir": str(tmp / "events"), "queue": 8},
+        "snapshot_every": 16,
+        "defaults": {"model": str(model_dir), "threshold": 0.2, "lookahead": 2, "threads": 1},
+        "cameras": [
+            {"name": name, "source": str(video), "tracks": str(tracks)}
+            for name, (video, tracks) in scenes.items()
+        ],
+        "poll_seconds": 0.2,
+    }
+    config.update(top)
+    return config
+
+
+# Test files import the helpers as `from reclnet_serve_fixtures import serve_config`
+# (--import-mode=importlib puts no test folder on sys.path).
+sys.modules.setdefault("reclnet_serve_fixtures", sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    """A real local Ray cluster (2 CPUs), shut down after the module."""
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("yaml") is None:
+        pytest.skip("Ray is not installed (pip install 'reclnet[cluster]')")
+    import warnings
+
+    import ray
+
+    with warnings.catch_warnings():
+        # Ray Serve's own models use deprecated pydantic v1 idioms when imported; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ray.serve  # noqa: F401
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
