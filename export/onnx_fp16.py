@@ -63,22 +63,29 @@ def convert_to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         raise ValueError(f"{src}: the graph already holds FP16 initializers")
     for init in g.initializer:
         if init.data_type == _FP32:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16),
-                                                  init.name))
+            init.CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name)
+            )
     for node in g.node:
         for attr in node.attribute:
             if node.op_type == "Cast" and attr.name == "to" and attr.i == _FP32:
                 attr.i = _FP16
             if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == _FP32:
-                attr.t.CopyFrom(numpy_helper.from_array(
-                    numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
+                attr.t.CopyFrom(
+                    numpy_helper.from_array(
+                        numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name
+                    )
+                )
     rename: dict[str, str] = {}
     casts_in = []
     for inp in g.input:
         if inp.type.tensor_type.elem_type == _FP32:
             rename[inp.name] = f"{inp.name}__fp16"
-            casts_in.append(helper.make_node("Cast", [inp.name], [rename[inp.name]], to=_FP16,
-                                             name=f"{inp.name}__cast_fp16"))
+            casts_in.append(
+                helper.make_node(
+                    "Cast", [inp.name], [rename[inp.name]], to=_FP16, name=f"{inp.name}__cast_fp16"
+                )
+            )
     for node in g.node:
         for i, name in enumerate(node.input):
             if name in rename:
@@ -94,8 +101,11 @@ def convert_to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
                 for i, name in enumerate(node.input):
                     if name == out.name:
                         node.input[i] = inner
-            casts_out.append(helper.make_node("Cast", [inner], [out.name], to=_FP32,
-                                              name=f"{out.name}__cast_fp32"))
+            casts_out.append(
+                helper.make_node(
+                    "Cast", [inner], [out.name], to=_FP32, name=f"{out.name}__cast_fp32"
+                )
+            )
     nodes = [*casts_in, *g.node, *casts_out]
     del g.node[:]
     g.node.extend(nodes)

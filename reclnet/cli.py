@@ -25,7 +25,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": (
         "reclnet.train.synthetic",
         "main",
-        "write a synthetic track-feature dataset (built-in or UCF101-24-timed)",
+        "write a synthetic track-feature dataset or rendered action videos (--kind video)",
+    ),
+    "extract": (
+        "reclnet.train.extract",
+        "main",
+        "videos + tracks + tubes -> a track-feature dataset",
     ),
     "export": ("reclnet.export.cli", "main", "export a checkpoint to ONNX (+ sidecar JSON)"),
     "build-engine": ("reclnet.export.cli", "build_engine_main", "build a TensorRT engine"),
@@ -34,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("reclnet.runtime.serve.cli", "main", "many cameras on a Ray cluster (exactly-once)"),
     "bench": ("reclnet.benchmarks.suite", "main", "run the benchmark suite"),
     "demo": ("reclnet.demo", "main", "the built-in end-to-end demo (make demo)"),
+    "gpu-check": ("reclnet.runtime.backends.gpu_check", "main", "prove the GPU path vs ORT CPU"),
 }
 
 

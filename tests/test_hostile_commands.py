@@ -49,6 +49,12 @@ def assert_one_line(err: str, *needles: str) -> None:
 ARGUMENT_ERRORS = [
     (["train", "--out", "x"], "the following arguments are required: --data"),
     (["train", "--data", "d.h5", "--out", "x", "stray"], "expected --key=value, got 'stray'"),
+    (
+        ["train", "--data", "d.h5", "--out", "x", "--memory_size=abc"],
+        "must be an integer, got 'abc'",
+    ),
+    (["train", "--data", "d.h5", "--out", "x", "--memory_size=0"], "memory_size must be >= 1"),
+    (["train", "--data", "d.h5", "--out", "x", "--dropout=0.5"], "unknown training option(s)"),
     (["synth", "--out", "x.h5", "--videos", "0"], "argument --videos: must be >= 1, got 0"),
     (["synth", "--out", "x.h5", "--videos", "many"], "argument --videos: expected an integer"),
     (["synth", "--out", "x.h5", "--feature-size", "-3"], "argument --feature-size: must be >= 1"),

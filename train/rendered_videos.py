@@ -27,7 +27,7 @@ arm of ``wave`` is a frame of ``raise``, the crouch of ``squat`` a frame of
 frame) and flow and temporal context decide:
 
 =========  ==================================================================
-``wave``   one arm raised, the forearm swinging side to side (period ~16 frames)
+``wave``   one arm raised, swinging side to side, the body swaying (period ~14 frames)
 ``clap``   both forearms sweeping in and out in front of the chest (~10)
 ``jump``   crouch, take off with the arms up, land (~21)
 ``squat``  slow knee bend down and up, arms forward (~32)
@@ -41,7 +41,7 @@ frame) and flow and temporal context decide:
 
 The built-in timing (``timing="builtin"``) uses ``actions`` (default
 :data:`DEFAULT_ACTIONS`: ``wave jump squat spin kick``) as the classes, in that
-order: 1-4 figures a video, the first always an actor, the others actors with
+order: 2-4 figures a video (fewer when no placement avoids an actor), the first always an actor, the others actors with
 probability 0.5; an actor performs 1-2 actions of 24-64 frames between idle and
 walking stretches.
 
@@ -185,7 +185,7 @@ UCF_MOTIONS: dict[str, str] = {
 }
 # Mean period in frames of each motion's cycle (each instance draws +-15%).
 _PERIODS = {
-    "wave": 16.0,
+    "wave": 14.0,
     "clap": 10.0,
     "jump": 21.0,
     "squat": 32.0,
@@ -305,8 +305,10 @@ def motion_pose(motion: str, t: np.ndarray, period: float) -> np.ndarray:
     phi = np.mod(t / period, 1.0)
     p = np.tile(REST_POSE, (len(t), 1))
     if motion == "wave":
-        p[:, AU_B] = 2.4 + 0.45 * np.sin(u)
-        p[:, AL_B] = 2.9 + 0.9 * np.sin(u + 0.4)
+        # The whole arm swings and the body sways with it (a wave seen from afar).
+        p[:, AU_B] = 2.3 + 0.6 * np.sin(u)
+        p[:, AL_B] = 2.8 + 1.1 * np.sin(u + 0.4)
+        p[:, LEAN] = 0.06 * np.sin(u)
     elif motion == "clap":
         p[:, AU_B] = 0.35 + 0.4 * (0.5 + 0.5 * np.cos(u))
         p[:, AL_B] = 3.25 - 1.0 * np.cos(u)
@@ -348,11 +350,13 @@ def motion_pose(motion: str, t: np.ndarray, period: float) -> np.ndarray:
     elif motion == "punch":
         pb = np.maximum(0.0, np.sin(u)) ** 0.7
         pa = np.maximum(0.0, -np.sin(u)) ** 0.7
-        p[:, AU_B] = 0.35 + 1.2 * pb
+        p[:, AU_B] = 0.35 + 1.25 * pb
         p[:, AL_B] = 2.7 - 1.15 * pb
-        p[:, AU_A] = -(0.35 + 1.2 * pa)
+        p[:, AU_A] = -(0.35 + 1.25 * pa)
         p[:, AL_A] = -(2.7 - 1.15 * pa)
-        p[:, LEAN] = 0.05 * (pb - pa)
+        p[:, LEAN] = 0.1 * (pb - pa)
+        p[:, LU_B] = 0.06 + 0.25 * pa  # stepping into the punch
+        p[:, LU_A] = -(0.06 + 0.25 * pb)
     elif motion == "swing":
         alpha = np.select(
             [phi < 0.45, phi < 0.65],
@@ -886,7 +890,7 @@ def _builtin_plan(
 ) -> tuple[list[_Figure], np.ndarray]:
     shake = _shake(rng, n)
     figures: list[_Figure] = []
-    wanted = int(rng.integers(1, 5))
+    wanted = int(rng.integers(2, 5))
     for i in range(wanted):
         actor = i == 0 or rng.random() < 0.5
         for _ in range(40):
@@ -949,7 +953,7 @@ def _ucf_plan(
             last = chain[-1]
             gap = tube.sf - last.ef
             d = abs(tube.gx[0] - last.gx[-1]) + abs(tube.gy[0] - last.gy[-1])
-            if gap >= 3 and d <= 2.5 * gap + 0.5 * last.height[-1] and d < best_d:
+            if gap >= 0 and d <= 2.5 * gap + 0.5 * last.height[-1] and d < best_d:
                 best, best_d = chain, d
         if best is None:
             chains.append([tube])
@@ -1018,6 +1022,8 @@ def _ucf_walk(
     rng: np.random.Generator, fig: _Figure, f0: int, f1: int, a: _UcfTube, b: _UcfTube
 ) -> None:
     gap = f1 - f0
+    if gap <= 0:  # back-to-back actions
+        return
     walk = max(1, int(gap * rng.uniform(0.4, 0.9)))
     s = f0 + int(rng.integers(0, gap - walk + 1))
     for arr, end_a, start_b in (
@@ -1081,9 +1087,11 @@ def _background(rng: np.random.Generator, margin: int) -> np.ndarray:
     for _ in range(int(rng.integers(0, 5))):  # floor seams
         y = int(rng.integers(horizon, h2))
         cv2.line(img, (0, y), (w2, y + int(rng.integers(-20, 21))), tuple(floor * 0.7), 1)
+    # Blotches: mostly brightness, a little colour (a real room, not a rainbow).
     low = cv2.resize(
-        rng.standard_normal((5, 7, 3)).astype(np.float32), (w2, h2), interpolation=cv2.INTER_CUBIC
+        rng.standard_normal((5, 7, 4)).astype(np.float32), (w2, h2), interpolation=cv2.INTER_CUBIC
     )
+    low = 0.35 * low[:, :, :3] + low[:, :, 3:]
     mid = cv2.resize(
         rng.standard_normal((h2 // 6, w2 // 6)).astype(np.float32),
         (w2, h2),
@@ -1339,12 +1347,9 @@ def _write_video(path: Path, figures: Sequence[_Figure], camera: _Camera, n: int
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".partial" + path.suffix)
     try:
-        with VideoWriter(tmp, FPS, WIDTH, HEIGHT) as writer:
-            # One encoder thread: x264's output depends on its thread count, and the
-            # files must not depend on the machine's number of cores.
-            ctx = writer._stream.codec_context
-            ctx.thread_count = 1
-            ctx.thread_type = "NONE"
+        # One encoder thread: x264's output depends on its thread count, and the
+        # files must not depend on the machine's number of cores.
+        with VideoWriter(tmp, FPS, WIDTH, HEIGHT, threads=1) as writer:
             for f in range(n):
                 img = camera.scene(f)
                 for fig in sorted((g for g in figures if g.shown[f]), key=lambda g: g.gy[f]):
@@ -1430,6 +1435,7 @@ def render_set(
     jitter: float = 0.0,
     id_switches: float = 0.0,
     test_fraction: float = 0.25,
+    names: Sequence[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> RenderedSet:
     """Render and write a set of action videos with their tracks and tubes (see module docstring).
@@ -1459,6 +1465,8 @@ def render_set(
         Probability in [0, 1] of an id switch per overlap of two figures (0: none).
     test_fraction : float
         builtin: share of videos (the last ones) tagged ``"test"``.
+    names : sequence of str, optional
+        ucf101-24: render exactly these annotated videos (instead of a random subset).
     progress : callable, optional
         Called as ``progress(done, total, name)`` after each video.
 
@@ -1488,6 +1496,8 @@ def render_set(
     lo, hi = (int(v) for v in frames)
     if lo < 40 or hi < lo:
         raise ValueError(f"frames must be a range (min, max) with 40 <= min <= max, got {frames}")
+    if names is not None and timing != "ucf101-24":
+        raise ValueError("names apply to ucf101-24 timing only")
     if timing == "ucf101-24":
         if actions is not None:
             raise ValueError(
@@ -1537,10 +1547,21 @@ def render_set(
             raise ValueError(f"{pkl_root}: unknown UCF101-24 classes {missing}")
         db = data["db"]
         train = set(data["trainvideos"])
-        names = sorted(k for k, e in db.items() if e.get("annotations"))
-        if int(videos) < len(names):
+        annotated = sorted(k for k, e in db.items() if e.get("annotations"))
+        if names is not None:
+            unknown = [k for k in names if k not in db or not db[k].get("annotations")]
+            if unknown or not names:
+                raise ValueError(
+                    f"{pkl_root}: no annotated video named {', '.join(map(repr, unknown))}"
+                    if unknown
+                    else "names: empty list"
+                )
+            names = list(dict.fromkeys(names))
+        elif int(videos) < len(annotated):
             rng = np.random.default_rng(np.random.SeedSequence([seed, 0x0CF]))
-            names = sorted(rng.choice(names, size=int(videos), replace=False).tolist())
+            names = sorted(rng.choice(annotated, size=int(videos), replace=False).tolist())
+        else:
+            names = annotated
         timing_source.update(
             annotations="pyannot_with_class_names.pkl",
             sha256=_sha256(pkl_root / "pyannot_with_class_names.pkl"),

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reclnet.argparsing import ArgumentParser, nonnegative_int, positive_int
+from reclnet.argparsing import ArgumentParser, finite_float, nonnegative_int, positive_int
 from reclnet.paths import ENV_VAR, data_dir
 from reclnet.runtime.offline import safe_pickle
 from reclnet.runtime.offline.tubes import Tube
@@ -473,9 +473,21 @@ def make_ucf_dataset(
 def main(argv: list[str] | None = None) -> int:
     """``reclnet synth``: write a synthetic dataset."""
     p = ArgumentParser(prog="reclnet synth", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="output .h5 file")
-    p.add_argument("--kind", choices=("builtin", "ucf101-24"), default="builtin")
-    p.add_argument("--videos", type=positive_int, default=80, help="builtin: number of videos")
+    p.add_argument("--out", required=True, help="output .h5 file (--kind video: a new folder)")
+    p.add_argument(
+        "--kind",
+        choices=("builtin", "ucf101-24", "video"),
+        default="builtin",
+        help="feature datasets: builtin, ucf101-24; video: rendered action videos + MOT tracks "
+        "+ tubes (reclnet.train.rendered_videos)",
+    )
+    p.add_argument(
+        "--videos",
+        type=positive_int,
+        default=80,
+        help="builtin, video: number of videos (video --timing ucf101-24: a random subset of "
+        "the annotated videos)",
+    )
     p.add_argument("--num-actions", type=positive_int, default=5, help="builtin: C")
     p.add_argument("--feature-size", type=positive_int, default=64, help="per modality")
     p.add_argument("--paper-sizes", action="store_true", help="4096 features per modality")
@@ -497,7 +509,43 @@ def main(argv: list[str] | None = None) -> int:
         "--max-test", type=nonnegative_int, default=150, help="ucf101-24: test videos (0 = all)"
     )
     p.add_argument("--seed", type=nonnegative_int, default=0)
+    video = p.add_argument_group("--kind video")
+    video.add_argument(
+        "--timing",
+        choices=("builtin", "ucf101-24"),
+        default=None,
+        help="action timing: random (builtin, default) or the real UCF101-24 tubes",
+    )
+    video.add_argument(
+        "--actions",
+        default=None,
+        help="builtin timing: comma-separated motion patterns (default wave,jump,squat,spin,kick)",
+    )
+    video.add_argument(
+        "--jitter",
+        type=finite_float,
+        default=None,
+        help="tracker box noise std in box sizes, 0-1 (default 0)",
+    )
+    video.add_argument(
+        "--id-switches",
+        type=finite_float,
+        default=None,
+        help="probability of an id switch per overlap of two figures, 0-1 (default 0)",
+    )
     args = p.parse_args(argv)
+    video_only = {
+        "--timing": args.timing,
+        "--actions": args.actions,
+        "--jitter": args.jitter,
+        "--id-switches": args.id_switches,
+    }
+    if args.kind != "video":
+        given = [k for k, v in video_only.items() if v is not None]
+        if given:
+            p.error(f"{', '.join(given)}: only with --kind video")
+    else:
+        return _video_main(args, p)
     size = 4096 if args.paper_sizes else args.feature_size
     spec = FeatureSpec(
         modalities={s: size for s in args.modalities.split(",") if s}, dtype=args.dtype
@@ -522,4 +570,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reclnet synth: {exc}", file=sys.stderr)
             return 2
     print(f"wrote {out}")
+    return 0
+
+
+def _video_main(args, parser: ArgumentParser) -> int:
+    """``reclnet synth --kind video``: render action videos (see reclnet.train.rendered_videos)."""
+    from reclnet.train import rendered_videos
+
+    timing = args.timing or "builtin"
+    actions = None
+    if args.actions is not None:
+        if timing == "ucf101-24":
+            parser.error("--actions does not apply to --timing ucf101-24 (its classes are fixed)")
+        actions = [a.strip() for a in args.actions.split(",") if a.strip()]
+    for flag, value in (("--jitter", args.jitter), ("--id-switches", args.id_switches)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            parser.error(f"argument {flag}: must be in [0, 1], got {value:g}")
+    try:
+        root = None
+        if timing == "ucf101-24":
+            root = Path(args.ucf_root) if args.ucf_root else default_ucf_root(args.data)
+        result = rendered_videos.render_set(
+            args.out,
+            videos=args.videos,
+            timing=timing,
+            ucf_root=root,
+            actions=actions,
+            seed=args.seed,
+            jitter=args.jitter or 0.0,
+            id_switches=args.id_switches or 0.0,
+        )
+    except (OSError, ValueError) as exc:
+        # a bad action name, a non-empty output folder, missing or refused annotations
+        print(f"reclnet synth: {exc}", file=sys.stderr)
+        return 2
+    frames = sum(v.num_frames for v in result.videos)
+    print(f"wrote {result.root} ({len(result.videos)} videos, {frames} frames)")
     return 0

@@ -577,6 +577,26 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Refuse unknown ``--key=value`` options and bad values before any data is read.
+
+    The model fields are checked on the default config (the dataset fills in
+    ``modalities`` and ``num_actions`` later), the training fields on TrainConfig.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the option and the problem.
+    """
+    mfields = {f.name for f in dataclasses.fields(RecLNetConfig)}
+    tfields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - mfields - tfields
+    if unknown:
+        raise ValueError(f"unknown training option(s) {sorted(unknown)}")
+    TrainConfig(**{k: v for k, v in overrides.items() if k in tfields})
+    RecLNetConfig(**{k: v for k, v in overrides.items() if k in mfields})
+
+
 def main(argv: list[str] | None = None) -> int:
     """``reclnet train --data PATH --out DIR [--key=value ...] [--resume]``."""
     p = ArgumentParser(
@@ -596,8 +616,12 @@ def main(argv: list[str] | None = None) -> int:
         key, value = item[2:].split("=", 1)
         overrides[key.replace("-", "_")] = _parse_value(value)
     try:
+        _check_overrides(overrides)
+    except (TypeError, ValueError) as exc:
+        p.error(str(exc))  # exit 2, one line, before any file is read
+    try:
         result = train(args.data, args.out, resume=args.resume, **overrides)
-    except (ValueError, OSError) as exc:
+    except (TypeError, ValueError, OSError) as exc:
         print(f"reclnet train: {exc}", file=sys.stderr)
         return 1
     m = result.metrics

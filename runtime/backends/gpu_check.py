@@ -20,7 +20,6 @@ fp32 1e-3, fp16 3e-2, int8 1.5e-1 (probabilities and states alike). See docs/gpu
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -104,16 +103,22 @@ def reference_stream(
     out = []
     for ids in schedule:
         n = len(ids)
-        feats = {k: rng.normal(size=(n, d)).astype(np.float32) for k, d in config.modalities.items()}
-        probs, new = reference(feats, np.stack([states.get(i, np.zeros(s, np.float32)) for i in ids]))
+        feats = {
+            k: rng.normal(size=(n, d)).astype(np.float32) for k, d in config.modalities.items()
+        }
+        probs, new = reference(
+            feats, np.stack([states.get(i, np.zeros(s, np.float32)) for i in ids])
+        )
         states = {k: new[j] for j, k in enumerate(ids)}
         out.append((feats, probs, new))
     return out
 
 
 def compare_stream(
-    runner: Any, frames: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]],
-    config: Any, schedule: list[list[int]],
+    runner: Any,
+    frames: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]],
+    config: Any,
+    schedule: list[list[int]],
 ) -> tuple[float, float]:
     """Drive ``runner`` over the schedule; max |prob| and |state| differences to the reference.
 
@@ -144,8 +149,12 @@ def compare_stream(
 
 def _qdq(src: Path, dst: Path, config: Any) -> Path:
     """A Q/DQ INT8 graph by ONNX Runtime static quantization (calibrated on random frames)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     rng = np.random.default_rng(7)
 
@@ -154,9 +163,11 @@ def _qdq(src: Path, dst: Path, config: Any) -> Path:
             self.batches = iter(
                 [
                     {
-                        **{k: rng.normal(size=(16, d)).astype(np.float32)
-                           for k, d in config.modalities.items()},
-                        "state": rng.uniform(-1, 1, (16, config.state_size)).astype(np.float32),
+                        **{
+                            k: rng.normal(size=(64, d)).astype(np.float32)
+                            for k, d in config.modalities.items()
+                        },
+                        "state": rng.uniform(-1, 1, (64, config.state_size)).astype(np.float32),
                     }
                     for _ in range(8)
                 ]
@@ -166,10 +177,15 @@ def _qdq(src: Path, dst: Path, config: Any) -> Path:
             return next(self.batches, None)
 
     quantize_static(
-        str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        str(src),
+        str(dst),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
         # Only the MatMuls: a quantized Softmax output would no longer sum to 1.
         op_types_to_quantize=["MatMul"],
+        per_channel=True,
     )
     from reclnet.export.sidecar import write_sidecar
     from reclnet.runtime.artifacts import load_artifact
@@ -182,8 +198,16 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist in ("numpy", "onnxruntime", "onnxruntime-gpu", "tensorrt", "cuda-python",
-                 "cuda-bindings", "pycuda", "torch"):
+    for dist in (
+        "numpy",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "tensorrt",
+        "cuda-python",
+        "cuda-bindings",
+        "pycuda",
+        "torch",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -216,8 +240,12 @@ def check(out_dir: Path, *, dry: bool, frames: int, size: str, device: int) -> d
     from reclnet.runtime.backends import load_backend
     from reclnet.train.model import RecLNet
 
-    config = RecLNetConfig() if size == "paper" else RecLNetConfig(
-        num_actions=4, modalities={"rgb": 24, "flow": 16}, projection_size=16, memory_size=8
+    config = (
+        RecLNetConfig()
+        if size == "paper"
+        else RecLNetConfig(
+            num_actions=4, modalities={"rgb": 24, "flow": 16}, projection_size=16, memory_size=8
+        )
     )
     import torch
 
@@ -241,29 +269,68 @@ def check(out_dir: Path, *, dry: bool, frames: int, size: str, device: int) -> d
     results: list[Result] = []
     # CPU twins of the graphs the GPU backends build from (these run in --dry too).
     for prec, path in graphs.items():
-        results.append(_run(Result(f"ort-cpu/{path.name}", prec, "FAIL"), lambda p=path: (
-            _stream(load_backend("onnxruntime", model=p, providers=["cpu"]), ref_frames, config,
-                    schedule))))
+        results.append(
+            _run(
+                Result(f"ort-cpu/{path.name}", prec, "FAIL"),
+                lambda p=path: _stream(
+                    load_backend("onnxruntime", model=p, providers=["cpu"]),
+                    ref_frames,
+                    config,
+                    schedule,
+                ),
+            )
+        )
     gpu: list[tuple[str, str, Callable[[], Any]]] = []
     for prec in ("fp32", "fp16", "int8"):
         for memory in ("cuda-python", "pycuda"):
-            gpu.append((f"tensorrt/{memory}", prec, lambda p=prec, m=memory: _trt(
-                graphs, p, m, max_n, device, out_dir)))
-    gpu.append(("ort-cuda", "fp32", lambda: load_backend(
-        "onnxruntime", model=fp32, providers=["cuda"], device_id=device)))
+            gpu.append(
+                (
+                    f"tensorrt/{memory}",
+                    prec,
+                    lambda p=prec, m=memory: _trt(graphs, p, m, max_n, device, out_dir),
+                )
+            )
+    gpu.append(
+        (
+            "ort-cuda",
+            "fp32",
+            lambda: load_backend("onnxruntime", model=fp32, providers=["cuda"], device_id=device),
+        )
+    )
     for prec, fp16 in (("fp32", False), ("fp16", True)):
-        gpu.append((f"ort-tensorrt{'-fp16' if fp16 else ''}", prec, lambda f=fp16: load_backend(
-            "onnxruntime", model=fp32, providers=["tensorrt"], device_id=device, fp16=f,
-            trt_cache_dir=out_dir / "ort-trt-cache", trt_profile_tracks=(1, 128, max_n))))
+        gpu.append(
+            (
+                f"ort-tensorrt{'-fp16' if fp16 else ''}",
+                prec,
+                lambda f=fp16: load_backend(
+                    "onnxruntime",
+                    model=fp32,
+                    providers=["tensorrt"],
+                    device_id=device,
+                    fp16=f,
+                    trt_cache_dir=out_dir / "ort-trt-cache",
+                    trt_profile_tracks=(1, 128, max_n),
+                ),
+            )
+        )
     for name, prec, make in gpu:
         if dry:
             results.append(Result(name, prec, "not run (dry)"))
         else:
-            results.append(_run(Result(name, prec, "FAIL"), lambda mk=make: _stream(
-                mk(), ref_frames, config, schedule)))
+            results.append(
+                _run(
+                    Result(name, prec, "FAIL"),
+                    lambda mk=make: _stream(mk(), ref_frames, config, schedule),
+                )
+            )
     report = {
-        "dry": dry, "frames": frames, "size": size, "max_tracks": max_n,
-        "tolerance": TOLERANCE, "versions": _versions(), "gpu": None if dry else _gpu(device),
+        "dry": dry,
+        "frames": frames,
+        "size": size,
+        "max_tracks": max_n,
+        "tolerance": TOLERANCE,
+        "versions": _versions(),
+        "gpu": None if dry else _gpu(device),
         "tensorrt_api_problems": None if dry else _api_problems(),
         "results": [r.__dict__ for r in results],
     }
@@ -275,16 +342,18 @@ def _stream(runner: Any, frames: Any, config: Any, schedule: list[list[int]]):
         return compare_stream(runner, frames, config, schedule)
 
 
-def _trt(graphs: dict[str, Path], precision: str, memory: str, max_n: int, device: int,
-         out_dir: Path) -> Any:
+def _trt(
+    graphs: dict[str, Path], precision: str, memory: str, max_n: int, device: int, out_dir: Path
+) -> Any:
     from reclnet.export.tensorrt_engine import build_engine
     from reclnet.runtime.backends import load_backend
 
     engine = out_dir / f"step.{precision}.engine"
     if not engine.exists():
         src = graphs["int8"] if precision == "int8" else graphs["fp32"]
-        build_engine(src, engine, precision=precision, opt_tracks=128, max_tracks=max_n,
-                     device=device)
+        build_engine(
+            src, engine, precision=precision, opt_tracks=128, max_tracks=max_n, device=device
+        )
     return load_backend("tensorrt", engine=engine, memory=memory, device=device)
 
 
@@ -309,8 +378,10 @@ def _api_problems() -> Any:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report's results as a markdown table."""
-    lines = ["| backend | precision | status | max prob diff | max state diff | s | detail |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backend | precision | status | max prob diff | max state diff | s | detail |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         lines.append(
             f"| {r['name']} | {r['precision']} | {r['status']} | {r['max_prob_diff']:.2e} | "
@@ -321,8 +392,11 @@ def format_table(report: dict[str, Any]) -> str:
 
 def failed(report: dict[str, Any]) -> bool:
     """Whether anything failed (a dry run's device rows do not count; a real run's do)."""
-    bad = [r for r in report["results"] if r["status"] != "ok"
-           and not (report["dry"] and r["status"] == "not run (dry)")]
+    bad = [
+        r
+        for r in report["results"]
+        if r["status"] != "ok" and not (report["dry"] and r["status"] == "not run (dry)")
+    ]
     return bool(bad) or bool(report.get("tensorrt_api_problems"))
 
 
@@ -337,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        report = check(Path(tmp), dry=args.dry, frames=args.frames, size=args.size,
-                       device=args.device)
+        report = check(
+            Path(tmp), dry=args.dry, frames=args.frames, size=args.size, device=args.device
+        )
     table = format_table(report)
     (args.out / "gpu-check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (args.out / "gpu-check.md").write_text(table + "\n")

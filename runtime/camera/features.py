@@ -10,11 +10,19 @@ its precision (``"int8"`` for a :func:`reclnet.export.features.quantize_features
 copy, ``features_<modality>.int8.onnx``). The session is ONNX Runtime's, made
 by the ONNX Runtime backend module when a network is loaded, on the CPU by
 default.
+
+:func:`frame_features` is the one definition of a frame's per-track features
+(resize, flow image, every modality's network over the tracks' boxes): the
+camera pipeline (``reclnet stream``) and the dataset extraction (``reclnet
+extract``) both call it, so a track's features at training time are its
+features at run time.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +30,7 @@ import numpy as np
 
 from reclnet.runtime.artifacts import load_artifact
 
-__all__ = ["PRECISIONS", "FeatureNetwork", "feature_network_path"]
+__all__ = ["PRECISIONS", "FeatureNetwork", "feature_network_path", "frame_features"]
 
 #: ``--feature-precision`` choices; ``"auto"`` takes the INT8 copy when it was exported.
 PRECISIONS = ("auto", "fp32", "int8")
@@ -155,3 +163,82 @@ class FeatureNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _no_timer(stage: str) -> nullcontext:
+    return nullcontext()
+
+
+def frame_features(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    networks: Mapping[str, Callable[[np.ndarray, np.ndarray], np.ndarray]],
+    *,
+    sizes: Mapping[str, int],
+    previous: np.ndarray | None = None,
+    flow: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    scale: float = 1.0,
+    timer: Callable[[str], Any] = _no_timer,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every modality's features of one frame's person boxes.
+
+    The frame (and the boxes) are resized by ``scale`` (``cv2.INTER_AREA``);
+    the ``"flow"`` modality's network gets the flow image from ``previous``
+    (the previous frame as this function resized it; the frame itself for the
+    first frame, i.e. zero motion), every other modality the resized frame.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        uint8 ``[H, W, 3]`` BGR frame.
+    boxes : np.ndarray
+        float32 ``[K, 4]`` ``x1 y1 x2 y2`` in the frame's pixels (bounded by the frame).
+    networks : mapping of str to callable
+        Modality -> ``(image uint8 [h, w, 3], boxes float32 [K, 4]) -> float32 [K, D]``
+        (a :class:`FeatureNetwork`), in the model's modality order.
+    sizes : mapping of str to int
+        Modality -> D, the shape of a frame without boxes (``[0, D]``).
+    previous : np.ndarray, optional
+        The resized previous frame (the second value this function returned for it).
+    flow : callable, optional
+        ``(previous, current) -> uint8 [h, w, 3]`` flow image; needed for a ``"flow"`` modality.
+    scale : float
+        Resize factor before flow and features.
+    timer : callable
+        ``timer(stage)`` is a context manager timing ``"flow"`` and ``"features"``
+        (a :class:`~reclnet.runtime.camera.pipeline.StageTimer`); none by default.
+
+    Returns
+    -------
+    features : dict[str, np.ndarray]
+        Modality -> float32 ``[K, D]`` (C-contiguous), rows in box order.
+    resized : np.ndarray
+        uint8 ``[h, w, 3]``: the resized frame, ``previous`` of the next frame.
+    """
+    h, w = image.shape[:2]
+    small = image
+    if scale != 1.0:
+        import cv2
+
+        small = cv2.resize(
+            image,
+            (max(1, round(w * scale)), max(1, round(h * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+    boxes_small = np.asarray(boxes, np.float32).reshape(-1, 4) * np.float32(scale)
+    flow_img = None
+    if "flow" in networks:
+        if flow is None:
+            raise ValueError("a flow modality needs flow=")
+        with timer("flow"):
+            # The flow needs the previous frame even when nobody is tracked now.
+            flow_img = flow(previous if previous is not None else small, small)
+    feats: dict[str, np.ndarray] = {}
+    with timer("features"):
+        for modality, net in networks.items():
+            picture = flow_img if modality == "flow" else small
+            if len(boxes_small):
+                feats[modality] = np.ascontiguousarray(net(picture, boxes_small), np.float32)
+            else:
+                feats[modality] = np.zeros((0, int(sizes[modality])), np.float32)
+    return feats, small

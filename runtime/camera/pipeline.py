@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from reclnet.runtime.backends import StepRunner
 from reclnet.runtime.camera.events_io import EventWriter
+from reclnet.runtime.camera.features import frame_features
 from reclnet.runtime.camera.persons import Detections, MotTracks
 from reclnet.runtime.camera.render import VideoWriter, draw_overlay
 from reclnet.runtime.camera.source import Frame
@@ -295,6 +295,35 @@ class DetectAndTrack:
             return self.tracker.update(dets, period=self.detect_every)
 
 
+def bound_tracks(tracks: Tracks, frame_size: tuple[int, int], min_box: float = 4.0) -> Tracks:
+    """The tracks a frame scores: boxes clipped to the frame, too small or non-finite ones dropped.
+
+    Boxes are bounded by the frame before anything crops with them (a
+    tracker's prediction or a tracks file may run far outside, RoIAlign must
+    not). :class:`StreamPipeline` and ``reclnet extract`` both use it.
+
+    Parameters
+    ----------
+    tracks : Tracks
+        ``ids`` int64 ``[N]``, ``boxes`` float32 ``[N, 4]`` x1 y1 x2 y2, ``scores`` ``[N]``.
+    frame_size : (int, int)
+        ``(W, H)`` of the frame.
+    min_box : float
+        Clipped boxes narrower or lower than this (pixels) are dropped.
+
+    Returns
+    -------
+    Tracks
+        The kept rows, in order; boxes float32 ``[M, 4]`` within ``[0, W] x [0, H]``.
+    """
+    w, h = frame_size
+    finite = np.isfinite(tracks.boxes).all(axis=1)
+    boxes = np.clip(np.nan_to_num(tracks.boxes), 0, np.array([w, h, w, h], np.float32))
+    keep = finite & (boxes[:, 2] - boxes[:, 0] >= min_box)
+    keep &= boxes[:, 3] - boxes[:, 1] >= min_box
+    return Tracks(tracks.ids[keep], boxes[keep].astype(np.float32), tracks.scores[keep])
+
+
 def _event_dict(event: Any, frame: int, fps: float, class_names: list[str]) -> dict[str, Any]:
     """The JSON object of one event (one line of the events file)."""
     c = len(class_names)
@@ -446,43 +475,22 @@ class StreamPipeline:
         """Detect + track (or read the tracks file); boxes bounded by the frame."""
         tracks = self.persons(frame, timer)
         h, w = frame.image.shape[:2]
-        # Boxes are bounded by the frame before anything crops with them (a tracker's
-        # prediction or a tracks file may run far outside, RoIAlign must not).
-        finite = np.isfinite(tracks.boxes).all(axis=1)
-        boxes = np.clip(np.nan_to_num(tracks.boxes), 0, np.array([w, h, w, h], np.float32))
-        keep = finite & (boxes[:, 2] - boxes[:, 0] >= self.min_box)
-        keep &= boxes[:, 3] - boxes[:, 1] >= self.min_box
-        return Tracks(tracks.ids[keep], boxes[keep].astype(np.float32), tracks.scores[keep])
+        return bound_tracks(tracks, (w, h), self.min_box)
 
     def _features_stage(
         self, frame: Frame, tracks: Tracks, timer: StageTimer | FrameClock
     ) -> dict[str, np.ndarray]:
         """Flow (from the previous frame) and every modality's features of the tracks."""
-        h, w = frame.image.shape[:2]
-        small = frame.image
-        if self.feature_scale != 1.0:
-            small = cv2.resize(
-                frame.image,
-                (max(1, round(w * self.feature_scale)), max(1, round(h * self.feature_scale))),
-                interpolation=cv2.INTER_AREA,
-            )
-        boxes_small = tracks.boxes * np.float32(self.feature_scale)
-        flow_img = None
-        if self.flow is not None:
-            with timer("flow"):
-                # The flow needs the previous frame even when nobody is tracked now.
-                prev = self._prev_small if self._prev_small is not None else small
-                flow_img = self.flow(prev, small)
-                self._prev_small = small
-        feats: dict[str, np.ndarray] = {}
-        with timer("features"):
-            for stream, net in self.features.items():
-                image = flow_img if stream == "flow" else small
-                if len(tracks):
-                    feats[stream] = np.ascontiguousarray(net(image, boxes_small), np.float32)
-                else:
-                    size = self.scorer.config.modalities[stream]
-                    feats[stream] = np.zeros((0, size), np.float32)
+        feats, self._prev_small = frame_features(
+            frame.image,
+            tracks.boxes,
+            self.features,
+            sizes=self.scorer.config.modalities,
+            previous=self._prev_small,
+            flow=self.flow,
+            scale=self.feature_scale,
+            timer=timer,
+        )
         return feats
 
     def _score_stage(

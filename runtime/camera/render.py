@@ -59,13 +59,27 @@ class VideoWriter:
     codec : str, optional
         FFmpeg encoder name; default ``libx264`` (``h264``) when available,
         else ``mpeg4``.
+    threads : int, optional
+        Encoder threads; FFmpeg's choice (all cores) by default. ``1`` encodes
+        on one thread with no frame or slice threading: x264's output depends on
+        its thread count, so files that must be byte-identical on any machine
+        need it.
     """
 
     def __init__(
-        self, path: str | Path, fps: float, width: int, height: int, *, codec: str | None = None
+        self,
+        path: str | Path,
+        fps: float,
+        width: int,
+        height: int,
+        *,
+        codec: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if width <= 0 or height <= 0 or fps <= 0:
             raise ValueError(f"VideoWriter: bad size {width}x{height} or fps {fps}")
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"VideoWriter: threads must be >= 1, got {threads}")
         self.path = Path(path)
         if codec is None:
             available = av.codecs_available
@@ -91,6 +105,10 @@ class VideoWriter:
             self._stream.pix_fmt = "yuv420p"
             # A keyframe every second: fragments (and seeking) at that granularity.
             self._stream.codec_context.gop_size = max(1, round(fps))
+            if threads is not None:
+                ctx = self._stream.codec_context
+                ctx.thread_count = int(threads)
+                ctx.thread_type = "NONE" if int(threads) == 1 else "AUTO"
             if codec in ("libx264", "h264"):
                 # Fast and small: a preview video, not an archive.
                 self._stream.options = {"preset": "veryfast", "crf": "26"}

@@ -152,7 +152,9 @@ def test_cli(tiny_data, tmp_path, capsys) -> None:
     assert "frame accuracy" in capsys.readouterr().out
     model, payload = load_checkpoint(tmp_path / "model.pt")
     assert model.config.memory_size == 4 and payload["train_config"]["fusion_epochs"] == 0
-    assert main([*args, "--no_such_option=3"]) == 1
+    with pytest.raises(SystemExit) as exited:  # an option error: argparse's exit 2
+        main([*args, "--no_such_option=3"])
+    assert exited.value.code == 2
     assert "no_such_option" in capsys.readouterr().err
 
 

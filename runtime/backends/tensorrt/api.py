@@ -50,21 +50,38 @@ _COMMON: dict[str, frozenset[str]] = {
     "DataType": frozenset({"FLOAT", "HALF", "INT8", "INT32", "INT64", "BOOL"}),
     "NetworkDefinitionCreationFlag": frozenset({"STRONGLY_TYPED"}),
     "Builder": frozenset(
-        {"create_network", "create_builder_config", "create_optimization_profile",
-         "build_serialized_network"}
+        {
+            "create_network",
+            "create_builder_config",
+            "create_optimization_profile",
+            "build_serialized_network",
+        }
     ),
     "OnnxParser": frozenset({"parse_from_file", "num_errors", "get_error"}),
     "IBuilderConfig": frozenset(
-        {"set_memory_pool_limit", "set_flag", "add_optimization_profile", "create_timing_cache",
-         "set_timing_cache", "get_timing_cache"}
+        {
+            "set_memory_pool_limit",
+            "set_flag",
+            "add_optimization_profile",
+            "create_timing_cache",
+            "set_timing_cache",
+            "get_timing_cache",
+        }
     ),
     "IOptimizationProfile": frozenset({"set_shape"}),
     "ITimingCache": frozenset({"serialize"}),
     "Runtime": frozenset({"deserialize_cuda_engine"}),
     "ICudaEngine": frozenset(
-        {"num_io_tensors", "get_tensor_name", "get_tensor_mode", "get_tensor_dtype",
-         "get_tensor_shape", "get_tensor_profile_shape", "num_optimization_profiles",
-         "create_execution_context"}
+        {
+            "num_io_tensors",
+            "get_tensor_name",
+            "get_tensor_mode",
+            "get_tensor_dtype",
+            "get_tensor_shape",
+            "get_tensor_profile_shape",
+            "num_optimization_profiles",
+            "create_execution_context",
+        }
     ),
     "IExecutionContext": frozenset({"set_input_shape", "set_tensor_address", "execute_async_v3"}),
 }
@@ -104,9 +121,20 @@ def tensorrt_major(trt: Any) -> int:
 
 # Where each recorded class lives on the real module (instances are reached only on a GPU).
 _MODULE_CLASSES = {
-    "Logger", "Builder", "OnnxParser", "Runtime", "MemoryPoolType", "BuilderFlag",
-    "NetworkDefinitionCreationFlag", "TensorIOMode", "DataType", "IBuilderConfig",
-    "IOptimizationProfile", "ITimingCache", "ICudaEngine", "IExecutionContext",
+    "Logger",
+    "Builder",
+    "OnnxParser",
+    "Runtime",
+    "MemoryPoolType",
+    "BuilderFlag",
+    "NetworkDefinitionCreationFlag",
+    "TensorIOMode",
+    "DataType",
+    "IBuilderConfig",
+    "IOptimizationProfile",
+    "ITimingCache",
+    "ICudaEngine",
+    "IExecutionContext",
 }
 
 

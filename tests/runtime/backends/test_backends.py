@@ -426,3 +426,105 @@ def test_tensorrt_runner_is_a_step_runner_without_an_adapter() -> None:
     assert issubclass(TensorRTStepRunner, StepRunner) and TensorRTStepRunner.device_resident
     assert BACKENDS["tensorrt"] == "reclnet.runtime.backends.tensorrt.loader"
     assert importlib.util.find_spec("reclnet.runtime.backends.trt_adapter") is None
+
+
+# ------------------------------------------------- provider checks (issue 16)
+def test_provider_fallback_names_what_the_session_dropped() -> None:
+    from reclnet.runtime.backends.onnxruntime.runner import provider_fallback
+
+    asked = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_fallback(asked, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "TensorrtExecutionProvider"
+    ]
+    assert provider_fallback(asked, asked) == []
+    assert provider_fallback(["CPUExecutionProvider"], ["CPUExecutionProvider"]) == []
+
+
+def _pretend_cuda_is_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ORT *list* CUDA, as a GPU build does when libcudart / libnvinfer cannot load."""
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime really has CUDA")
+    real = ort.get_available_providers
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [*real(), "CUDAExecutionProvider"])
+    session = ort.InferenceSession
+
+    def falls_back(path, sess_options=None, providers=(), provider_options=()):
+        # A GPU build whose CUDA provider fails to load keeps only the CPU provider
+        # (and drops its options): what get_providers() then reports.
+        keep = [
+            (p, o)
+            for p, o in zip(providers, provider_options, strict=True)
+            if p == "CPUExecutionProvider"
+        ]
+        return session(
+            path,
+            sess_options=sess_options,
+            providers=[p for p, _ in keep],
+            provider_options=[o for _, o in keep],
+        )
+
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+
+
+def test_silent_cpu_fallback_is_an_error(exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session really runs on the CPU (ORT falls back): get_providers() says so, we fail."""
+    _, path = exported
+    _pretend_cuda_is_available(monkeypatch)
+    with pytest.raises(BackendError, match=r"\['CUDAExecutionProvider'\] requested but"):
+        load_backend("onnxruntime", model=path, providers=["cuda"])
+
+
+def test_allowed_fallback_warns_and_records(exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, path = exported
+    _pretend_cuda_is_available(monkeypatch)
+    with pytest.warns(RuntimeWarning, match="requested but the session runs on"):
+        runner = load_backend("onnxruntime", model=path, providers=["cuda"], allow_fallback=True)
+    with runner:
+        assert runner.active_providers == ["CPUExecutionProvider"]
+        assert runner.device == "cpu" and not runner.device_resident
+        feats, state = random_inputs(3, 0)
+        probs, _ = runner.step(feats, state)
+        assert probs.shape == (3, CONFIG.num_classes)
+
+
+def test_tensorrt_ep_gets_one_profile_over_n() -> None:
+    from reclnet.runtime.backends.onnxruntime.loader import trt_profile_options
+
+    opts = trt_profile_options({"rgb": 24, "state": 48}, 1, 32, 1024)
+    assert opts == {
+        "trt_profile_min_shapes": "rgb:1x24,state:1x48",
+        "trt_profile_opt_shapes": "rgb:32x24,state:32x48",
+        "trt_profile_max_shapes": "rgb:1024x24,state:1024x48",
+    }
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        trt_profile_options({"rgb": 24}, 4, 2, 8)
+    with pytest.raises(ValueError, match="cannot be written"):
+        trt_profile_options({"a:b": 24}, 1, 2, 8)
+
+
+# ------------------------------------------------------------- gpu-check
+def test_churn_schedule_reaches_every_size_and_mixes_steady_frames() -> None:
+    from reclnet.runtime.backends.gpu_check import TARGETS, churn_schedule
+
+    sched = churn_schedule(40)
+    sizes = {len(ids) for ids in sched}
+    assert set(TARGETS) <= sizes
+    same = sum(a == b for a, b in zip(sched, sched[1:], strict=False))
+    assert 0 < same < len(sched) - 1  # both device-resident and host-state frames
+    assert all(len(set(ids)) == len(ids) for ids in sched)
+
+
+def test_gpu_check_dry_run_checks_the_cpu_twins(tmp_path: Path, capsys) -> None:
+    import json
+
+    from reclnet.runtime.backends.gpu_check import failed, main
+
+    assert main(["--dry", "--size", "tiny", "--frames", "8", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("DRY RUN")
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    rows = {(r["name"], r["precision"]): r for r in report["results"]}
+    assert all(r["status"] == "ok" for k, r in rows.items() if k[0].startswith("ort-cpu"))
+    assert rows[("tensorrt/pycuda", "int8")]["status"] == "not run (dry)"
+    # The same rows in a real run are failures: nothing is skipped silently there.
+    assert failed({**report, "dry": False})
