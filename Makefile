@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.reclnet-installed
 EXTRAS ?= train,ort,video,dev,cluster
 
-.PHONY: install demo test lint format check-c bench clean
+.PHONY: install demo test lint format check-c c-defaults bench clean
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: install
 
 test: install check-c lint
 	$(VENV)/bin/pytest
+
+# The C core's post-processing defaults are generated from reclnet/config.py.
+c-defaults: $(STAMP)
+	$(PY) -c 'from reclnet.config import write_postprocess_defaults_c_header as w; print(w())'
 
 check-c:
 	$(MAKE) -C csrc check

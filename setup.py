@@ -54,6 +54,7 @@ def extensions() -> list[Extension]:
             "runtime/postproc/_core.pyx",
             "runtime/postproc/_core.pxd",
             "csrc/include/reclnet/postproc.h",
+            "csrc/include/reclnet/postproc_defaults.h",
             *sorted(str(p.relative_to(HERE)) for p in (HERE / "csrc" / "src").glob("*.h")),
         ],
     )

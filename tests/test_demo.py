@@ -1,7 +1,8 @@
-"""`reclnet demo`: a quick-mode run end to end, and its ground-truth matching."""
+"""`reclnet demo`: a quick-mode run from pixels to video-mAP, and its ground-truth matching."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +34,29 @@ def test_match_events_hand_case() -> None:
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
+def test_quick_demo_runs_from_pixels_to_video_map(tmp_path: Path, capsys) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from reclnet.demo import main
 
     assert main(["--quick", "--no-video", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5] real-video part skipped"):
+    for step in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6] real-video part skipped"):
         assert step in out
+    # Pixels in: the rendered videos, the extracted dataset, the model with its feature networks.
+    assert len(list((tmp_path / "rendered" / "videos").glob("*.mp4"))) == 4
+    from reclnet.train.data import open_dataset
+
+    with open_dataset(tmp_path / "train.h5") as ds:
+        assert set(ds.modalities) == {"rgb", "flow"} and len(ds) == 3
+    for name in ("step.onnx", "features_rgb.onnx", "features_flow.onnx"):
+        assert (tmp_path / "model" / name).exists()
+    # Events out, an overlay video, and reclnet eval's table at 0.2 and 0.5.
+    assert list((tmp_path / "events").glob("*.jsonl"))
+    assert (tmp_path / "rendered_overlay.mp4").stat().st_size > 10_000
+    assert "video-AP" in out and "mAP" in out
     assert "segments vs ground truth" in out
-    assert "fps end to end" in out and "postproc" in out and "step" in out
-    assert (tmp_path / "model" / "step.onnx").exists()
-    png = (tmp_path / "timeline_synthetic.png").read_bytes()
-    assert png[:4] == b"\x89PNG" and len(png) > 10_000
-    assert "demo done" in out
+    assert "fps end to end" in out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["thresholds"]) == {0.2, 0.5}
+    assert "demo done" in out and "video-mAP@0.5" in out

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reclnet/postproc_defaults.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -35,12 +36,13 @@ const char *rpp_status_string(int status) {
 rpp_status rpp_config_init(rpp_config *cfg, int32_t num_classes) {
     if (cfg == NULL) return RPP_ERR_NULL;
     cfg->num_classes = num_classes;
-    cfg->window = 25;
-    cfg->lookahead = 0;
-    cfg->threshold = 0.1f;
-    cfg->close_threshold = 0.1f;
-    cfg->top_k = 40;
-    cfg->min_length = 1;
+    /* The defaults are PostprocessConfig's (reclnet/config.py), generated into this header. */
+    cfg->window = RPP_DEFAULT_WINDOW;
+    cfg->lookahead = RPP_DEFAULT_LOOKAHEAD;
+    cfg->threshold = RPP_DEFAULT_THRESHOLD;
+    cfg->close_threshold = RPP_DEFAULT_THRESHOLD;
+    cfg->top_k = RPP_DEFAULT_TOP_K;
+    cfg->min_length = RPP_DEFAULT_MIN_LENGTH;
     cfg->max_gap = -1;
     cfg->capacity = 64;
     return rpp_config_check(cfg);
