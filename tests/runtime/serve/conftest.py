@@ -1,8 +1,12 @@
 """Fixtures of the ``reclnet serve`` tests: a tiny exported model, synthetic scenes, a Ray cluster.
 
 The model (step + rgb and flow feature networks, as in the camera tests) is
-exported once per session. A scene is a small rendered video with people
-walking in and out and its MOTChallenge tracks file, so runs take seconds.
+exported once per session. A scene is a small video with its MOTChallenge
+tracks file, so runs take seconds: ``scenes`` are 160x120 clips of
+rectangles walking in and out (the worker and CLI tests, fast),
+``action_scenes`` rendered action videos (``reclnet synth --kind video``:
+320x240, figures that walk, idle and act, with the tracks a tracker would
+write) for the tests on a Ray cluster.
 The Ray cluster (``ray_cluster``) is a real local one with 2 CPUs, started
 once for the module that asks for it; without Ray installed those tests skip.
 """
@@ -83,6 +87,25 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
         f"cam{i}": write_scene(folder, f"cam{i}", n, seed=10 + i)
         for i, n in enumerate((60, 50, 70))
     }
+
+
+@pytest.fixture(scope="session")
+def action_scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Three rendered action videos ``cam0..cam2`` (60, 50 and 70 frames) with their MOT tracks."""
+    pytest.importorskip("cv2")
+    from reclnet.train.rendered_videos import render_set
+
+    folder = tmp_path_factory.mktemp("action_scenes")
+    out = {}
+    for i, n in enumerate((60, 50, 70)):
+        rendered = render_set(folder / f"cam{i}", videos=1, frames=(n, n), seed=20 + i)
+        (video,) = rendered.videos
+        assert video.num_frames == n
+        out[f"cam{i}"] = (
+            rendered.root / "videos" / f"{video.name}.mp4",
+            rendered.root / "tracks" / f"{video.name}.txt",
+        )
+    return out
 
 
 def serve_config(
