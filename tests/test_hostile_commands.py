@@ -72,7 +72,10 @@ ARGUMENT_ERRORS = [
     (["eval", "--gt", "g", "--detections", "d", "--plot-threshold", "inf"], "--plot-threshold"),
     (["stream", "video.mp4"], "the following arguments are required: --model"),
     (["bench", "--only"], "argument --only: expected at least one argument"),
-    (["demo", "--video-frames", "many"], "argument --video-frames: invalid int value: 'many'"),
+    (
+        ["demo", "--video-frames", "many"],
+        "argument --video-frames: expected an integer, got 'many'",
+    ),
 ]
 
 
