@@ -1,4 +1,4 @@
-"""Fixtures shared by the test files: the tiny model and its exported step.onnx.
+"""Fixtures shared by the test files: the tiny model, its exported step.onnx, a model with feature networks.
 
 The helpers (configuration, inputs, tracks) live in ``tests/helpers.py``; with
 ``--import-mode=importlib`` the tests folder is not on ``sys.path``, so this file
@@ -47,3 +47,27 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     path = tmp_path_factory.mktemp("tiny_step") / "step.onnx"
     export_step(model, path, postprocess=helpers.EXPORT_POSTPROCESS)
     return model, path
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random two-modality model: step.onnx + features_{rgb,flow}.onnx.
+
+    Exporting the two ResNet-18 feature networks takes ~20 s on the shared cores, so
+    the camera and serve tests share this one export (they only read it).
+    """
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from reclnet.config import RecLNetConfig
+    from reclnet.export.cli import main as export_main
+    from reclnet.train.checkpoint import save_checkpoint
+    from reclnet.train.model import RecLNet
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model_with_features")
+    config = RecLNetConfig(
+        num_actions=3, modalities={"rgb": 32, "flow": 32}, projection_size=16, memory_size=8
+    )
+    ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
+    assert export_main([str(ckpt), "--out", str(out), "--features"]) == 0
+    return out

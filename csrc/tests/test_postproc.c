@@ -11,25 +11,7 @@
 #include "reclnet/postproc.h"
 #include "../src/internal.h" /* the window kernels, to test each one */
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_ST(expr, want)                                                              \
-    do {                                                                                  \
-        int st_ = (int)(expr);                                                            \
-        if (st_ != (int)(want)) {                                                         \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d\n", __FILE__, __LINE__, \
-                    #expr, st_, rpp_status_string(st_), (int)(want));                     \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
+#include "check.h"
 
 /* xorshift64*: deterministic, no global state */
 static double rnd(uint64_t *s) {

@@ -21,25 +21,7 @@
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
-static int failures = 0;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_ST(expr, want)                                                              \
-    do {                                                                                  \
-        int st_ = (int)(expr);                                                            \
-        if (st_ != (int)(want)) {                                                         \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d\n", __FILE__, __LINE__, \
-                    #expr, st_, rpp_status_string(st_), (int)(want));                     \
-            failures++;                                                                   \
-        }                                                                                 \
-    } while (0)
+#include "check.h"
 
 static uint64_t next_u64(uint64_t *s) { /* xorshift64* */
     *s ^= *s >> 12;

@@ -1,7 +1,6 @@
 """Fixtures of the ``reclnet serve`` tests: a tiny exported model, synthetic scenes, a Ray cluster.
 
-The model (step + rgb and flow feature networks, as in the camera tests) is
-exported once per session. A scene is a small video with its MOTChallenge
+The model with feature networks is tests/conftest.py's ``model_dir``. A scene is a small video with its MOTChallenge
 tracks file, so runs take seconds: ``scenes`` are 160x120 clips of
 rectangles walking in and out (the worker and CLI tests, fast),
 ``action_scenes`` rendered action videos (``reclnet synth --kind video``:
@@ -20,26 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random two-modality model: step.onnx + features_{rgb,flow}.onnx."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
-    from reclnet.config import RecLNetConfig
-    from reclnet.export.cli import main as export_main
-    from reclnet.train.checkpoint import save_checkpoint
-    from reclnet.train.model import RecLNet
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("serve_model")
-    config = RecLNetConfig(
-        num_actions=3, modalities={"rgb": 32, "flow": 32}, projection_size=16, memory_size=8
-    )
-    ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
-    assert export_main([str(ckpt), "--out", str(out), "--features"]) == 0
-    return out
 
 
 def write_scene(folder: Path, name: str, frames: int, seed: int) -> tuple[Path, Path]:
