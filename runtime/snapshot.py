@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from reclnet.jsonsafe import json_depth
+
 __all__ = [
     "FORMAT",
     "MAX_META_BYTES",
@@ -101,32 +103,6 @@ MAX_META_DEPTH = 32
 _ARRAY_KINDS = "biuf"
 
 
-def _json_depth_ok(text: str, limit: int) -> bool:
-    """Whether the JSON text nests arrays / objects at most ``limit`` deep (one linear scan).
-
-    Checked before :func:`json.loads`, whose recursion a deeply nested document exhausts.
-    """
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
-
-
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"meta.json holds {name}, which is not JSON")
 
@@ -137,7 +113,8 @@ def _read_meta(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> dict[s
             f"{where}: meta.json has {info.file_size} bytes (at most {MAX_META_BYTES})"
         )
     text = zf.read(info).decode("utf-8")
-    if not _json_depth_ok(text, MAX_META_DEPTH):
+    # Checked before json.loads, whose recursion a deeply nested document exhausts.
+    if json_depth(text) > MAX_META_DEPTH:
         raise SnapshotError(f"{where}: meta.json nests deeper than {MAX_META_DEPTH} levels")
     meta = json.loads(text, parse_constant=_refuse_constant)
     if not isinstance(meta, dict):

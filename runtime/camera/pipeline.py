@@ -69,18 +69,16 @@ FeatureFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-class StageTimer:
-    """Per-stage wall-clock time of every frame.
+class FrameClock:
+    """The stage seconds of one frame, for stages that run in another thread.
 
-    Times are accumulated per frame (a stage may run several times in a frame)
-    and kept for the last ``keep`` frames, for p50 / p99 and shares.
+    A :class:`StageTimer` is a FrameClock that also keeps every finished frame. A
+    worker thread times into its own FrameClock and never touches the shared timer:
+    the thread that finishes the frame adds these seconds to it (:meth:`StageTimer.merge`).
     """
 
-    def __init__(self, stages: Iterable[str] = STAGES, keep: int = 100_000) -> None:
-        self.stages = list(stages)
-        self.keep = int(keep)
-        self._current = dict.fromkeys(self.stages, 0.0)
-        self._frames: list[np.ndarray] = []
+    def __init__(self, stages: Iterable[str] = STAGES) -> None:
+        self.seconds = dict.fromkeys(stages, 0.0)
 
     @contextmanager
     def __call__(self, stage: str):
@@ -91,10 +89,24 @@ class StageTimer:
             self.add(stage, time.perf_counter() - t0)
 
     def add(self, stage: str, seconds: float) -> None:
-        """Add ``seconds`` to ``stage`` in the current frame."""
-        if stage not in self._current:
-            raise KeyError(f"unknown stage {stage!r}; stages: {self.stages}")
-        self._current[stage] += seconds
+        """Add ``seconds`` to ``stage`` of this frame."""
+        if stage not in self.seconds:
+            raise KeyError(f"unknown stage {stage!r}; stages: {list(self.seconds)}")
+        self.seconds[stage] += seconds
+
+
+class StageTimer(FrameClock):
+    """Per-stage wall-clock time of every frame.
+
+    Times are accumulated per frame (a stage may run several times in a frame)
+    and kept for the last ``keep`` frames, for p50 / p99 and shares.
+    """
+
+    def __init__(self, stages: Iterable[str] = STAGES, keep: int = 100_000) -> None:
+        self.stages = list(stages)
+        self.keep = int(keep)
+        super().__init__(self.stages)  # self.seconds: the current frame
+        self._frames: list[np.ndarray] = []
 
     def merge(self, clock: FrameClock) -> None:
         """Add a :class:`FrameClock`'s seconds to the current frame."""
@@ -104,11 +116,11 @@ class StageTimer:
 
     def end_frame(self) -> dict[str, float]:
         """Close the current frame; returns its per-stage seconds."""
-        row = dict(self._current)
+        row = dict(self.seconds)
         self._frames.append(np.array([row[s] for s in self.stages]))
         if len(self._frames) > self.keep:
             del self._frames[: len(self._frames) - self.keep]
-        self._current = dict.fromkeys(self.stages, 0.0)
+        self.seconds = dict.fromkeys(self.stages, 0.0)
         return row
 
     @property
@@ -167,32 +179,6 @@ class StageTimer:
         elif self.frames:
             lines.append(f"{self.frames} frames, {self.summary()[-1]['fps']:.2f} fps end to end")
         return "\n".join(lines)
-
-
-class FrameClock:
-    """The stage seconds of one frame, for stages that run in another thread.
-
-    Called and added to like a :class:`StageTimer` (the persons callables take
-    either), so a worker thread never touches the shared timer: the thread
-    that finishes the frame adds these seconds to it (:meth:`StageTimer.merge`).
-    """
-
-    def __init__(self, stages: Iterable[str] = STAGES) -> None:
-        self.seconds = dict.fromkeys(stages, 0.0)
-
-    @contextmanager
-    def __call__(self, stage: str):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - t0)
-
-    def add(self, stage: str, seconds: float) -> None:
-        """Add ``seconds`` to ``stage`` of this frame."""
-        if stage not in self.seconds:
-            raise KeyError(f"unknown stage {stage!r}; stages: {list(self.seconds)}")
-        self.seconds[stage] += seconds
 
 
 class TimedRunner(StepRunner):
