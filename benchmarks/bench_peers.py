@@ -37,8 +37,8 @@ from reclnet.benchmarks.rows import ONNXRUNTIME, OPENVINO, PRECISIONS, TENSORRT,
 from reclnet.benchmarks.timing import measure
 from reclnet.config import RecLNetConfig
 
-#: Live tracks per step (the floor benchmark uses the same grid).
-TRACKS = (1, 8, 32, 128, 256)
+#: Live tracks per step: the floor benchmark's grid and N = 1024 (issue 14 asks for it).
+TRACKS = (1, 8, 32, 128, 256, 1024)
 QUICK_TRACKS = (1, 8, 128)
 REPO = Path(__file__).resolve().parents[1]
 #: Sources whose change makes a cached export stale.
@@ -496,7 +496,10 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    for r in run(quick=True):
+    import sys
+
+    # --full: every N of TRACKS (1 .. 1024) and 7 runs; the quick grid otherwise.
+    for r in run(quick="--full" not in sys.argv):
         figure = r.get("skipped") or (
             f"{r['median']:9.3f} ms  [{r['min']:.3f} .. {r['max']:.3f}]"
             + (

@@ -13,12 +13,14 @@ Then, in one process, over the same frames of vtest.avi (768x576):
   every :data:`~reclnet.runtime.camera.cli.DEFAULT_DETECT_EVERY` frames with
   the tracker predicting in between, in its own pipeline stage, decode |
   detect + track | flow + features | step + post-processing + output
-  concurrently, one ONNX Runtime thread per feature session;
+  concurrently (the rgb network beside the flow image and the flow network),
+  one ONNX Runtime thread per feature session;
 - (full run) the new models and schedule run sequentially, to show what the
   models give and what the pipelining gives.
 
-Each gives fps (wall clock, every frame processed), per-stage ms and people
-(tracks) per frame; HOG on every frame at native size is the recall
+Each gives fps (wall clock, every frame processed), the process's CPU ms per
+frame (the work: less sensitive to a shared machine's load, recorded with each
+row), per-stage ms and people (tracks) per frame; HOG on every frame at native size is the recall
 reference. Then each path reads a simulated live camera (vtest.avi paced at
 25 fps, newest frame kept, the rest dropped): capture-to-output latency p50 /
 p99 (an event is emitted ``lookahead`` frames later still) and frames dropped.
@@ -73,6 +75,19 @@ def export_default_models(out: Path) -> Path:
             int8=False,
         )
     return out
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15 minute load averages (``/proc/loadavg``); None where there is none.
+
+    On a shared machine the other jobs' load changes the wall-clock figures: each
+    row records it.
+    """
+    try:
+        fields = Path("/proc/loadavg").read_text().split()
+        return (float(fields[0]), float(fields[1]), float(fields[2]))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _paths(model_dir: Path, today: bool) -> dict[str, Path]:
@@ -143,7 +158,8 @@ def _run_path(
             camera = itertools.islice(source, frames)
             latest = LatestFrames(PacedFrames(camera, LIVE_FPS), capacity=1, start=False)
             feed = latest
-        t0 = time.perf_counter()
+        load = load_average()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         with pipeline:
             n = pipeline.run(
                 feed,
@@ -153,6 +169,7 @@ def _run_path(
                 queue_size=1 if live else max(2, detect_every),
             )
         wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         if latest is not None:
             latest.close()
     table = timer.table()
@@ -162,6 +179,10 @@ def _run_path(
         "wall_s": wall,
         "fps": n / wall,
         "ms_per_frame": 1e3 * wall / max(n, 1),
+        # CPU time of every thread of this process per frame: the work, which a
+        # shared machine's load changes far less than the wall clock.
+        "cpu_ms_per_frame": 1e3 * cpu / max(n, 1),
+        "load_average": load,
         "gap_ms": (float(gaps.min()), float(gaps.max())) if len(gaps) else (0.0, 0.0),
         "stage_ms": {
             s: round(float(table[:, j].mean() * 1e3), 2) for j, s in enumerate(timer.stages)
@@ -240,6 +261,8 @@ def run(quick: bool = False) -> list[dict]:
                 statistic="wall-clock ms per frame over the run",
                 fps=r["fps"],
                 frames=r["frames"],
+                cpu_ms_per_frame=r["cpu_ms_per_frame"],
+                load_average=r["load_average"],
                 stage_ms=r["stage_ms"],
                 people_per_frame=r["people_per_frame"],
                 people_vs_hog_every_frame=r["people_per_frame"] / base_people
@@ -280,6 +303,7 @@ def run(quick: bool = False) -> list[dict]:
                     dropped=live["dropped"],
                     processed=live["frames"],
                     fps=live["fps"],
+                    load_average=live["load_average"],
                     stage_ms=live["stage_ms"],
                 )
             )
@@ -299,6 +323,7 @@ if __name__ == "__main__":
                 f"{r['variant']:<48} {r['median']:7.1f} ms/frame {r['fps']:6.2f} fps"
                 f"  {r['people_per_frame']:.2f} people/frame"
                 + (f"  {ratio:.2f}x today's path" if ratio else "")
+                + f"  cpu {r['cpu_ms_per_frame']:.0f} ms/frame  load {r['load_average']}"
             )
             print("    stages ms: " + " ".join(f"{k} {v:.1f}" for k, v in r["stage_ms"].items()))
         else:
@@ -306,4 +331,5 @@ if __name__ == "__main__":
                 f"{'  live 25 fps':<48} latency p50 {r['latency_p50_ms']:.0f} ms, p99 "
                 f"{r['latency_p99_ms']:.0f} ms (+ lookahead {r['lookahead_ms']:.0f} ms), "
                 f"{r['dropped']} of {r['captured']} frames dropped, {r['fps']:.1f} fps processed"
+                f"  load {r['load_average']}"
             )

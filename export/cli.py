@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reclnet.argparsing import ArgumentParser, positive_int
+from reclnet.export.features import DEFAULT_FRAME_GRID, DEFAULT_FRAME_STAGE, FRAME_STAGES
 
 #: Lowest ONNX opset the exporter writes (the step graph needs opset 17 ops).
 MIN_OPSET = 17
@@ -56,6 +57,20 @@ def _export_parser() -> argparse.ArgumentParser:
         default="resnet18",
         choices=["resnet18", "vgg16"],
         help="feature network backbone (default resnet18; vgg16 = the paper's FC7)",
+    )
+    p.add_argument(
+        "--feature-stage",
+        default=None,
+        choices=list(FRAME_STAGES),
+        help=f"frame head: last ResNet-18 stage run (default {DEFAULT_FRAME_STAGE}; layer4 "
+        "with trained weights)",
+    )
+    p.add_argument(
+        "--feature-grid",
+        type=positive_int,
+        default=None,
+        help=f"frame head: each box is pooled to GRID x GRID cells (default "
+        f"{DEFAULT_FRAME_GRID}; 1 with trained weights)",
     )
     p.add_argument(
         "--backbone-weights",
@@ -135,6 +150,11 @@ def _export(args: argparse.Namespace, model: Any, export_step: Any) -> list[Path
     if args.features is not None:
         from reclnet.export.features import export_features
 
+        head_options = {
+            k: v
+            for k, v in (("stage", args.feature_stage), ("grid", args.feature_grid))
+            if v is not None
+        }
         for modality in args.features or model.config.modality_names:
             written.append(
                 export_features(
@@ -144,6 +164,7 @@ def _export(args: argparse.Namespace, model: Any, export_step: Any) -> list[Path
                     backbone=args.backbone,
                     weights=args.backbone_weights,
                     opset=args.opset,
+                    **head_options,
                 )
             )
     if args.triton is not None:

@@ -5,11 +5,15 @@ the model's own ``step``, whose cells and fusion heads are written so that the
 exporter emits plain MatMul / Sigmoid / Tanh / Mul / Add / Slice / Concat /
 Softmax nodes (see :mod:`reclnet.train.model`).
 
-The one transformation made for export is :func:`fold_input_projection`: the
-input projection is linear and feeds only the first layer, so it can be folded
-into that layer's input weights (``W_ih @ W_proj``), mathematically identical
-and fewer weights to read per step (7.5 M instead of 11.2 M for the paper's
-model, see the "Export" README section for the measured gain).
+Two transformations are made for export, both exact linear algebra done in
+float64: :func:`fold_feature_standardization` always (the per-dimension
+``(x - mean) * inverse_std`` of the training set goes into the input
+projection's weights, so the graph has no extra Sub / Mul), and
+:func:`fold_input_projection` by default: the input projection is linear and
+feeds only the first layer, so it can be folded into that layer's input
+weights (``W_ih @ W_proj``), mathematically identical and fewer weights to
+read per step (7.5 M instead of 11.2 M for the paper's model, see
+docs/export.md for the measured gain).
 """
 
 from __future__ import annotations
@@ -21,15 +25,49 @@ from torch import Tensor, nn
 
 from reclnet.train.model import RecLNet
 
-__all__ = ["StepGraph", "fold_input_projection"]
+__all__ = ["StepGraph", "fold_feature_standardization", "fold_input_projection"]
+
+
+def fold_feature_standardization(model: RecLNet) -> RecLNet:
+    """A copy of ``model`` whose feature standardization is folded into the projections.
+
+    ``W ((x - m) * s) + b == (W diag(s)) x + (b - W diag(s) m)``; the copy's
+    encoders skip :meth:`~reclnet.train.model.ModalityEncoder.standardize`.
+
+    Parameters
+    ----------
+    model : RecLNet
+        Left unchanged.
+
+    Returns
+    -------
+    RecLNet
+        The folded copy, in eval mode, without gradients.
+    """
+    folded = copy.deepcopy(model).eval()
+    for name, encoder in folded.encoders.items():
+        proj = encoder.projection
+        if encoder.normalization_folded:
+            continue
+        if not isinstance(proj, nn.Linear):
+            raise ValueError(f"modality {name!r}: the input projection is already folded")
+        with torch.no_grad():
+            w = proj.weight.double() * encoder.feature_inverse_std.double()[None, :]
+            proj.bias.copy_(proj.bias.double() - w @ encoder.feature_mean.double())
+            proj.weight.copy_(w)
+            encoder.feature_mean.zero_()
+            encoder.feature_inverse_std.fill_(1.0)
+        encoder.normalization_folded = True
+    return folded.requires_grad_(False)
 
 
 def fold_input_projection(model: RecLNet) -> RecLNet:
     """A copy of ``model`` whose input projections are folded into the first layers.
 
     Each modality's ``projection`` becomes ``nn.Identity`` and its first layer
-    reads the raw features: ``W (A d + a) + b == (W A) d + (W a + b)``. The
-    copy's ``forward`` and ``step`` equal the original's up to float32 rounding.
+    reads the raw features: ``W (A d + a) + b == (W A) d + (W a + b)``; the
+    feature standardization is folded first (:func:`fold_feature_standardization`).
+    The copy's ``forward`` and ``step`` equal the original's up to float32 rounding.
 
     Parameters
     ----------
@@ -41,7 +79,7 @@ def fold_input_projection(model: RecLNet) -> RecLNet:
     RecLNet
         The folded copy, in eval mode.
     """
-    folded = copy.deepcopy(model).eval()
+    folded = fold_feature_standardization(model)
     for name, encoder in folded.encoders.items():
         proj = encoder.projection
         if not isinstance(proj, nn.Linear):
@@ -82,14 +120,15 @@ class StepGraph(nn.Module):
     Parameters
     ----------
     model : RecLNet
-        Trained model (copied when folded, used as is otherwise).
+        Trained model (copied, then folded).
     fold_projection : bool
         Export :func:`fold_input_projection` of the model.
     """
 
     def __init__(self, model: RecLNet, *, fold_projection: bool = True) -> None:
         super().__init__()
-        self.model = fold_input_projection(model) if fold_projection else model.eval()
+        fold = fold_input_projection if fold_projection else fold_feature_standardization
+        self.model = fold(model)
         self.names = model.config.modality_names
 
     def forward(self, *args: Tensor) -> tuple[Tensor, Tensor]:

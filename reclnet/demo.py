@@ -75,12 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--feature-scale",
         type=float,
-        default=0.5,
+        default=1.0,
         help="frames are resized by this before flow and features, in extract and stream "
-        "(default 0.5, reclnet stream's)",
+        "(default 1: the rendered videos are small already; reclnet stream's own default "
+        "is 0.5)",
     )
     p.add_argument(
-        "--feature-size", type=positive_int, default=64, help="feature size D per modality"
+        "--feature-size",
+        type=positive_int,
+        default=None,
+        help="feature size D per modality (default: the feature network's pooled size, "
+        "no random projection)",
     )
     p.add_argument(
         "--int8-features",
@@ -295,7 +300,7 @@ def pixel_pipeline(
     *,
     videos: int,
     frames: tuple[int, int],
-    feature_size: int,
+    feature_size: int | None,
     train_options: dict[str, Any],
     lookahead: int,
     workers: int,
@@ -327,7 +332,8 @@ def pixel_pipeline(
     )
 
     say(
-        f"[2/{STEPS}] feature networks (ResNet-18, random weights, {feature_size}-d) and "
+        f"[2/{STEPS}] feature networks (ResNet-18, random weights, "
+        f"{feature_size or 'pooled'}-d) and "
         f"reclnet extract on the training videos -> {out / 'train.h5'}"
     )
     t0 = time.perf_counter()

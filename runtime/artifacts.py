@@ -200,6 +200,8 @@ SIDECAR_KEYS: dict[str, tuple[type | None, ...]] = {
     "precision": (str, None),
     "backbone": (str, None),
     "box_head": (str, None),
+    "frame_stage": (str, None),
+    "frame_grid": (int, None),
     "weights": (str, None),
     "weights_file": (dict, None),
     "head": (str, None),

@@ -2,7 +2,13 @@
 
 Per modality (RGB, optical flow): a linear layer that normalizes the input
 features, then a stack of recurrent layers (GRU, LSTM) or, for the baseline,
-fully connected layers. The outputs of every layer of every modality are
+fully connected layers. Before that layer the features are standardized per
+dimension, ``(x - feature_mean) * feature_inverse_std``, with statistics of the
+training set (:meth:`RecLNet.set_feature_statistics`; identity until set):
+backbone descriptors have a large shared offset and small per-dimension
+spread, which leaves Adam at the majority class otherwise. The statistics are
+buffers (saved with the weights, never optimized) and the export folds them
+into the linear layer, so the exported step is unchanged. The outputs of every layer of every modality are
 concatenated and classified into C actions + background (last column), see
 :mod:`reclnet.config` for the class and packed-state layouts.
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -79,6 +86,10 @@ class ModalityEncoder(nn.Module):
     def __init__(self, input_size: int, config: RecLNetConfig) -> None:
         super().__init__()
         self.config = config
+        self.register_buffer("feature_mean", torch.zeros(input_size))
+        self.register_buffer("feature_inverse_std", torch.ones(input_size))
+        # True on export copies whose standardization is folded into the projection.
+        self.normalization_folded = False
         self.projection: nn.Module = nn.Linear(input_size, config.projection_size)
         layers: list[nn.Module] = []
         size_in = config.projection_size
@@ -91,6 +102,12 @@ class ModalityEncoder(nn.Module):
                 layers.append(nn.Sequential(nn.Linear(size_in, config.fc_hidden_size), nn.ReLU()))
             size_in = config.layer_output_size
         self.layers = nn.ModuleList(layers)
+
+    def standardize(self, x: Tensor) -> Tensor:
+        """``(x - feature_mean) * feature_inverse_std`` for ``x [..., D]`` (identity once folded)."""
+        if self.normalization_folded:
+            return x
+        return (x - self.feature_mean) * self.feature_inverse_std
 
     def forward(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """Run the modality over a sequence.
@@ -112,7 +129,7 @@ class ModalityEncoder(nn.Module):
         """
         m = self.config.memory_size
         width = self.config.state_per_layer
-        h = self.projection(x)
+        h = self.projection(self.standardize(x))
         outputs, new_states = [], []
         for i, layer in enumerate(self.layers):
             layer_state = state[:, i * width : (i + 1) * width]
@@ -149,6 +166,7 @@ class ModalityEncoder(nn.Module):
         """
         cell, m = self.config.cell, self.config.memory_size
         proj = self.projection
+        x = self.standardize(x)
         h = x if isinstance(proj, nn.Identity) else _affine(x, proj.weight, proj.bias)
         outputs, new_states = [], []
         for i, layer in enumerate(self.layers):
@@ -389,6 +407,34 @@ class RecLNet(nn.Module):
         return sum(probs[1:], probs[0]) / float(len(probs)), new_state
 
     # ------------------------------------------------------- two-stage training
+    def set_feature_statistics(self, features: Mapping[str, np.ndarray | Tensor]) -> None:
+        """Set each modality's standardization from its training features.
+
+        Parameters
+        ----------
+        features : dict[str, array]
+            Modality -> ``[N >= 1, D_modality]`` (any float dtype): every training frame.
+            Dimensions with (near) zero spread keep scale 1: they carry no signal,
+            and dividing by their spread would only amplify rounding noise.
+        """
+        for name, size in self.config.modalities.items():
+            if name not in features:
+                raise ValueError(f"set_feature_statistics: no features for modality {name!r}")
+            x = torch.as_tensor(np.asarray(features[name]), dtype=torch.float64)
+            if x.dim() != 2 or x.shape[1] != size or x.shape[0] < 1:
+                raise ValueError(
+                    f"set_feature_statistics: features[{name!r}] must be [N >= 1, {size}], "
+                    f"got {list(x.shape)}"
+                )
+            if not torch.isfinite(x).all():
+                raise ValueError(f"set_feature_statistics: features[{name!r}] holds NaN or inf")
+            mean, std = x.mean(dim=0), x.std(dim=0, correction=0)
+            flat = std <= 1e-6 * max(float(std.max()), 1e-30)
+            inverse = torch.where(flat, torch.ones_like(std), 1.0 / std.clamp_min(1e-30))
+            encoder = self.encoders[name]
+            encoder.feature_mean.copy_(mean.float())
+            encoder.feature_inverse_std.copy_(inverse.float())
+
     def load_modality_weights(self, single: RecLNet) -> None:
         """Copy a trained single-modality network into this model.
 

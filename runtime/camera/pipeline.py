@@ -7,8 +7,9 @@ runs one frame through every stage in the caller's thread; :meth:`StreamPipeline
 with ``pipelined=True`` (what ``reclnet stream`` does) runs four groups of
 stages concurrently on consecutive frames, joined by bounded queues: decode |
 detect + track | flow + features | step + post-processing + output (the
-last in the caller's thread). Each group keeps its own state and sees every
-frame in order, so the pipelined run computes exactly what the sequential
+last in the caller's thread); within flow + features, the image (rgb)
+network runs on a fifth thread while the flow image is computed and the flow
+network runs. Each group keeps its own state and sees every frame in order, so the pipelined run computes exactly what the sequential
 one does; only the throughput changes (that of the slowest group, not the
 sum: numpy, OpenCV and ONNX Runtime release the GIL while they work). It is a context
 manager: leaving it (end of stream, Ctrl-C, a lost camera, an error) ends every
@@ -25,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,9 +466,17 @@ class StreamPipeline:
         return bound_tracks(tracks, (w, h), self.min_box)
 
     def _features_stage(
-        self, frame: Frame, tracks: Tracks, timer: StageTimer | FrameClock
+        self,
+        frame: Frame,
+        tracks: Tracks,
+        timer: StageTimer | FrameClock,
+        executor: Executor | None = None,
     ) -> dict[str, np.ndarray]:
-        """Flow (from the previous frame) and every modality's features of the tracks."""
+        """Flow (from the previous frame) and every modality's features of the tracks.
+
+        With ``executor``, the image networks run on it while this thread
+        computes the flow image and runs the flow network (same features).
+        """
         feats, self._prev_small = frame_features(
             frame.image,
             tracks.boxes,
@@ -476,6 +486,7 @@ class StreamPipeline:
             flow=self.flow,
             scale=self.feature_scale,
             timer=timer,
+            executor=executor,
         )
         return feats
 
@@ -561,8 +572,9 @@ class StreamPipeline:
             Called with each frame's :class:`FrameOutput`, in the caller's thread.
         pipelined : bool
             Run decode | detect + track | flow + features concurrently in three
-            worker threads, the scoring and outputs in the caller's thread. The
-            frames, tracks, features and events are those of the sequential run.
+            worker threads (and the image networks on a fourth, beside the flow),
+            the scoring and outputs in the caller's thread. The frames, tracks,
+            features and events are those of the sequential run.
         queue_size : int
             Frames each queue between two stage groups holds (bounded memory:
             at most about ``3 * (queue_size + 1)`` frames are in flight).
@@ -688,10 +700,19 @@ class StreamPipeline:
         def persons(frame: Frame, clock: FrameClock) -> tuple[Frame, FrameClock, Tracks]:
             return frame, clock, self._persons_stage(frame, clock)
 
+        # The image networks (rgb) do not need the flow image: they run on their own
+        # thread while the features stage computes the flow and runs the flow network.
+        image_streams = [m for m in self.features if m != "flow"]
+        overlap = (
+            ThreadPoolExecutor(len(image_streams), thread_name_prefix="reclnet-image-features")
+            if "flow" in self.features and image_streams
+            else None
+        )
+
         def features(
             frame: Frame, clock: FrameClock, tracks: Tracks
         ) -> tuple[Frame, FrameClock, Tracks, dict[str, np.ndarray]]:
-            return frame, clock, tracks, self._features_stage(frame, tracks, clock)
+            return frame, clock, tracks, self._features_stage(frame, tracks, clock, overlap)
 
         workers = [
             threading.Thread(target=decode, name="reclnet-decode", daemon=True),
@@ -733,6 +754,9 @@ class StreamPipeline:
             for worker in workers:
                 # A stage finishes its current frame first (bounded by the slowest stage).
                 worker.join(timeout=_JOIN_S)
+            if overlap is not None:
+                # The features stage waits for its networks: none is running once it ended.
+                overlap.shutdown(wait=not any(w.is_alive() for w in workers))
         return done
 
     def snapshot(self, path: str | Path) -> Path:

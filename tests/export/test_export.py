@@ -39,6 +39,15 @@ def _model(config: RecLNetConfig, seed: int = 0) -> RecLNet:
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(2.0)
+    # Non-trivial feature standardization, so that every comparison also checks its folding.
+    g = torch.Generator().manual_seed(seed + 100)
+    model.set_feature_statistics(
+        {
+            m: torch.randn(64, d, generator=g) * (0.5 + 1.5 * torch.rand(d, generator=g))
+            + (torch.rand(d, generator=g) - 0.5)
+            for m, d in config.modalities.items()
+        }
+    )
     return model
 
 

@@ -73,9 +73,13 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     assert isinstance(net.head, torch.nn.Identity)  # D equals the backbone's 512
     torch.testing.assert_close(net.trunk[0].weight, reference.conv1.weight, rtol=0, atol=0)
     torch.testing.assert_close(net.box_head[0][0].conv1.weight, reference.layer4[0].conv1.weight)
-    frame = FeatureNet("resnet18", 512, weights=weights, seed=0)  # the default head
+    frame = FeatureNet("resnet18", 512, weights=weights, seed=0, stage="layer4", grid=1)
     assert frame.head_kind == "frame" and frame.stride == 32
     torch.testing.assert_close(frame.trunk[7][0].conv1.weight, reference.layer4[0].conv1.weight)
+    default = FeatureNet("resnet18", None, weights=weights, seed=0)  # layer2, 3 x 3 grid
+    assert (default.stage, default.grid, default.stride, default.out_dim) == ("layer2", 3, 8, 1152)
+    assert len(default.trunk) == 6  # conv1, bn1, relu, maxpool, layer1, layer2
+    torch.testing.assert_close(default.trunk[5][0].conv1.weight, reference.layer2[0].conv1.weight)
     random_net = FeatureNet("resnet18", 512, seed=0)
     assert random_net.weights_file is None
     assert not torch.equal(random_net.trunk[0].weight, reference.conv1.weight)
@@ -89,6 +93,34 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
         FeatureNet("resnet18", 16, head="roi")
     with pytest.raises(ValueError, match="per-box head"):
         FeatureNet("vgg16", 16, head="frame")
+    with pytest.raises(ValueError, match="unknown stage 'layer5'"):
+        FeatureNet("resnet18", 16, stage="layer5")
+    with pytest.raises(ValueError, match="grid must be an int in 1..7"):
+        FeatureNet("resnet18", 16, grid=0)
+
+
+@pytest.mark.parametrize(
+    ("stage", "grid"), [("layer2", 3), ("layer3", 2), ("layer4", 1), ("layer2", 2)]
+)
+def test_frame_head_grid_is_the_cell_average_of_roi_align(stage: str, grid: int) -> None:
+    """Twin: RoIAlign on the stage's map, then a plain mean over each of the grid's cells."""
+    from torchvision.ops import roi_align
+
+    net = FeatureNet("resnet18", None, seed=6, stage=stage, grid=grid)
+    channels = {"layer2": 128, "layer3": 256, "layer4": 512}[stage]
+    assert net.out_dim == channels * grid * grid
+    rng = np.random.default_rng(8)
+    image = torch.from_numpy(rng.uniform(0, 255, (1, 3, 96, 128)).astype(np.float32))
+    boxes = torch.from_numpy(_boxes(rng, 96, 128, 3))
+    with torch.no_grad():
+        got = net(image, boxes)
+        fmap = net.trunk((image - net.mean) / net.std)
+        rois = torch.cat([torch.zeros(3, 1), boxes], dim=1)
+        bins = roi_align(fmap, rois, net.pool_size, 1.0 / net.stride, 2, True)
+    k, c, n, _ = bins.shape
+    cell = n // grid
+    want = bins.numpy().reshape(k, c, grid, cell, grid, cell).mean(axis=(3, 5)).reshape(k, -1)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["frame", "box"])
@@ -127,7 +159,8 @@ def test_feature_graph_is_tensorrt_compatible(exported: tuple[FeatureNet, Path])
 
 def test_the_two_heads_are_two_readings_of_one_network() -> None:
     """Same weights (same state_dict), the frame head pools after layer4, the box head before."""
-    frame, box = FeatureNet("resnet18", 32, seed=4), FeatureNet("resnet18", 32, seed=4, head="box")
+    frame = FeatureNet("resnet18", 32, seed=4, stage="layer4", grid=1)
+    box = FeatureNet("resnet18", 32, seed=4, head="box")
     a, b = frame.state_dict(), box.state_dict()
     assert len(a) == len(b)
     for (ka, va), vb in zip(a.items(), b.values(), strict=True):

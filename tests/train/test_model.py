@@ -206,3 +206,52 @@ def test_checkpoint_round_trip_and_corruption(tmp_path) -> None:
     torch.save(bad, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="weights do not fit the config"):
         load_checkpoint(tmp_path / "mismatch.pt")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_feature_standardization_equals_standardized_inputs(cell: str) -> None:
+    """A model with statistics on raw features == the same weights on (x - mean) / std."""
+    import numpy as np
+
+    config = RecLNetConfig(**SMALL, cell=cell)
+    torch.manual_seed(4)
+    plain = RecLNet(config).eval()
+    rng = np.random.default_rng(5)
+    raw = {
+        m: rng.normal(3.0, 0.2, (500, d)) * rng.uniform(0.1, 4, d)
+        for m, d in config.modalities.items()
+    }
+    raw["rgb"][:, 0] = 7.0  # a constant dimension keeps scale 1 (and is centred)
+    model = RecLNet(config).eval()
+    model.load_state_dict(plain.state_dict())
+    model.set_feature_statistics(raw)
+    mean = {m: x.mean(0) for m, x in raw.items()}
+    std = {m: np.where(x.std(0) > 0, x.std(0), 1.0) for m, x in raw.items()}
+    x = {m: torch.as_tensor(v[:30].reshape(3, 10, -1), dtype=torch.float32) for m, v in raw.items()}
+    z = {
+        m: torch.as_tensor(((v[:30] - mean[m]) / std[m]).reshape(3, 10, -1), dtype=torch.float32)
+        for m, v in raw.items()
+    }
+    with torch.no_grad():
+        got, _ = model(x)
+        want, _ = plain(z)
+        step, _ = model.step({m: t[:, 0] for m, t in x.items()})
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(step, want[:, 0], atol=1e-5, rtol=0)
+    # The statistics travel with the weights (buffers), e.g. into a fused model.
+    assert torch.equal(
+        model.state_dict()["encoders.rgb.feature_mean"],
+        torch.tensor(mean["rgb"], dtype=torch.float32),
+    )
+
+
+def test_feature_statistics_bad_input_names_the_problem() -> None:
+    model = RecLNet(RecLNetConfig(**SMALL))
+    with pytest.raises(ValueError, match="no features for modality 'flow'"):
+        model.set_feature_statistics({"rgb": torch.zeros(4, 12)})
+    with pytest.raises(ValueError, match=r"features\['rgb'\] must be \[N >= 1, 12\]"):
+        model.set_feature_statistics({"rgb": torch.zeros(4, 11), "flow": torch.zeros(4, 10)})
+    bad = torch.zeros(4, 12)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model.set_feature_statistics({"rgb": bad, "flow": torch.zeros(4, 10)})

@@ -126,6 +126,15 @@ def test_two_stage_schedule(tiny_data, tmp_path, fusion: str) -> None:
             strict=True,
         ):
             assert torch.equal(a, b)
+    # Each modality is standardized with the training tracks' statistics (numpy twin).
+    tracks, _ = load_tracks(tiny_data, "train")
+    for stream in ("rgb", "flow"):
+        x = np.concatenate([t.features[stream] for t in tracks]).astype(np.float64)
+        encoder = model.encoders[stream]
+        np.testing.assert_allclose(encoder.feature_mean.numpy(), x.mean(0), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            encoder.feature_inverse_std.numpy(), 1 / x.std(0), rtol=1e-5, atol=0
+        )
     epochs = [h["epoch"] for h in result.history["fusion"]]
     assert epochs == ([0] if fusion == "average" else [1])
 

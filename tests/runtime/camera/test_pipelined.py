@@ -132,6 +132,32 @@ def test_pipelined_matches_sequential_with_mot_tracks(model_dir: Path, networks)
     assert stages["features"]["mean_ms"] > 0 and stages["decode"]["mean_ms"] >= 0
 
 
+def test_pipelined_runs_the_rgb_network_beside_the_flow(model_dir: Path, networks) -> None:
+    import threading
+
+    threads: dict[str, set[str]] = {"rgb": set(), "flow": set()}
+
+    def recorded(modality: str):
+        def net(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+            threads[modality].add(threading.current_thread().name)
+            return networks[modality](image, boxes)
+
+        return net
+
+    wrapped = {m: recorded(m) for m in networks}
+    tracks = _mot()
+    pip = _run(model_dir, wrapped, MotPersons(tracks), _frames(), pipelined=True)
+    _same(_run(model_dir, networks, MotPersons(tracks), _frames()), pip)
+    # The flow network in the features stage's thread, the rgb one on its own thread.
+    assert threads["flow"] == {"reclnet-features"}
+    assert threads["rgb"] and all(t.startswith("reclnet-image-features") for t in threads["rgb"])
+    # The sequential run keeps everything in the caller's thread.
+    threads["rgb"].clear()
+    threads["flow"].clear()
+    _run(model_dir, wrapped, MotPersons(tracks), _frames(8))
+    assert threads["rgb"] == threads["flow"] == {threading.current_thread().name}
+
+
 def test_pipelined_matches_sequential_with_detector_every_third_frame(
     model_dir: Path, networks
 ) -> None:
