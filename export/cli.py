@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from reclnet.train.checkpoint import CheckpointError, load_checkpoint
 
     try:
-        model, _ = load_checkpoint(args.checkpoint)
+        model, payload = load_checkpoint(args.checkpoint)
     except CheckpointError as exc:
         print(f"reclnet export: {exc}", file=sys.stderr)
         return 2
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"it has {model.config.modality_names}"
         )
     try:
-        written = _export(args, model, export_step)
+        written = _export(args, model, export_step, payload.get("class_names", []))
     except (OSError, ValueError) as exc:  # ArtifactError is a ValueError
         print(f"reclnet export: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace, model: Any, export_step: Any) -> list[Path]:
+def _export(
+    args: argparse.Namespace, model: Any, export_step: Any, class_names: list[str]
+) -> list[Path]:
     """Write what ``reclnet export`` was asked for; the written files in order."""
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +141,7 @@ def _export(args: argparse.Namespace, model: Any, export_step: Any) -> list[Path
             opset=args.opset,
             fold_projection=not args.no_fold_projection,
             source_checkpoint=args.checkpoint,
+            class_names=class_names,
         )
     ]
     if args.int8:

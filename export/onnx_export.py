@@ -105,6 +105,7 @@ def export_step(
     fold_projection: bool = True,
     postprocess: PostprocessConfig | None = None,
     source_checkpoint: str | os.PathLike | None = None,
+    class_names: list[str] | tuple[str, ...] = (),
 ) -> Path:
     """Export the streaming step: ``{modality} [N, D], state [N, S] -> probs [N, C+1], state_out``.
 
@@ -123,6 +124,8 @@ def export_step(
         Post-processing defaults recorded in the sidecar.
     source_checkpoint : path-like, optional
         Checkpoint the model came from (path and sha256 recorded).
+    class_names : sequence of str
+        The C action names recorded in the sidecar (``class_names``), empty when unknown.
 
     Returns
     -------
@@ -144,6 +147,10 @@ def export_step(
             f"refusing to export: parameter {bad[0]!r}{more} holds NaN or infinite values"
         )
     config = model.config
+    if class_names and len(class_names) != config.num_actions:
+        raise ValueError(
+            f"class_names has {len(class_names)} names, the model {config.num_actions} actions"
+        )
     graph = StepGraph(model.eval(), fold_projection=fold_projection)
     n = 2
     args = tuple(torch.zeros(n, d) for d in config.modalities.values()) + (
@@ -167,6 +174,9 @@ def export_step(
         model_id=weights_id(model.state_dict()),
         source_checkpoint=_source_info(source_checkpoint),
         preprocessing={"modalities": dict(config.modalities), "initial_state": "zeros"},
-        extra={"variant": {"cell": "unrolled", "fold_projection": fold_projection}},
+        extra={
+            "variant": {"cell": "unrolled", "fold_projection": fold_projection},
+            "class_names": [str(name) for name in class_names],
+        },
     )
     return path

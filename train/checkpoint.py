@@ -5,7 +5,7 @@ loads with ``torch.load(weights_only=True)`` (no pickled classes):
 
 ``{"format": "reclnet-checkpoint/1", "model_config": RecLNetConfig.to_dict(),
 "model": state_dict, "train_config": dict, "epoch": int, "metrics": dict,
-"optimizer": state_dict | None}``
+"optimizer": state_dict | None, "class_names": [str] (C names, or empty)}``
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def save_checkpoint(
     epoch: int = 0,
     metrics: dict[str, Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    class_names: list[str] | tuple[str, ...] = (),
 ) -> Path:
     """Write a checkpoint atomically (temporary file + rename).
 
@@ -58,6 +59,9 @@ def save_checkpoint(
         Epochs completed.
     optimizer : torch.optim.Optimizer, optional
         Stored so that training can resume.
+    class_names : sequence of str
+        The C action names (the dataset's), which the export writes into the step
+        sidecar for ``reclnet stream`` to show; empty when unknown.
 
     Returns
     -------
@@ -74,7 +78,13 @@ def save_checkpoint(
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "class_names": [str(name) for name in class_names],
     }
+    if payload["class_names"] and len(payload["class_names"]) != model.config.num_actions:
+        raise ValueError(
+            f"class_names has {len(payload['class_names'])} names, the model "
+            f"{model.config.num_actions} actions"
+        )
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -182,6 +192,13 @@ def load_checkpoint(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
     ):
         raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict of tensors")
+    names = payload.get("class_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"checkpoint {path}: 'class_names' is not a list of strings")
+    if names and len(names) != config.num_actions:
+        raise CheckpointError(
+            f"checkpoint {path}: {len(names)} class_names for {config.num_actions} actions"
+        )
     model = RecLNet(config)
     try:
         model.load_state_dict(weights)

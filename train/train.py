@@ -422,7 +422,7 @@ def _log(cfg: TrainConfig, msg: str) -> None:
 
 def _split_tracks(
     data: Path, cfg: TrainConfig
-) -> tuple[list[LabelledTrack], list[LabelledTrack], dict[str, int], int]:
+) -> tuple[list[LabelledTrack], list[LabelledTrack], dict[str, int], int, list[str]]:
     train_tracks, info = load_tracks(data, cfg.train_split, iou_threshold=cfg.iou_threshold)
     if not train_tracks:
         raise ValueError(f"dataset {data}: no tracks in split {cfg.train_split!r}")
@@ -433,7 +433,8 @@ def _split_tracks(
             break
     if not val_tracks:
         val_tracks = train_tracks
-    return train_tracks, val_tracks, info.modalities, info.num_actions
+    names = list(info.class_names) if len(info.class_names) == info.num_actions else []
+    return train_tracks, val_tracks, info.modalities, info.num_actions, names
 
 
 def train(
@@ -481,7 +482,7 @@ def train(
     )
     tdict.update({k: v for k, v in overrides.items() if k in tfields})
     cfg = TrainConfig(**tdict)
-    train_tracks, val_tracks, modalities, num_actions = _split_tracks(data, cfg)
+    train_tracks, val_tracks, modalities, num_actions, class_names = _split_tracks(data, cfg)
     mdict = (
         model_config.to_dict()
         if isinstance(model_config, RecLNetConfig)
@@ -574,6 +575,7 @@ def train(
         train_config={**cfg.to_dict(), "stage": "final", "data": str(data)},
         epoch=sum(len(h) for h in history.values()),
         metrics={**metrics, "history": history, "seconds": seconds},
+        class_names=class_names,
     )
     return TrainResult(model, final, metrics, history, seconds)
 

@@ -233,3 +233,23 @@ def test_label_runs_and_temporal_metrics_on_hand_made_tracks() -> None:
     assert m["spurious_per_track"] == 1.0 and m["intervals"] == 2
     # class-agnostic: action frames 5..14 and 50..89 vs truth 40..79 and 100..119
     assert m["tiou_any"] == pytest.approx((30 / 50 + 0.0) / 2)
+
+
+def test_class_names_go_from_the_dataset_to_the_step_sidecar(tiny_data, tmp_path) -> None:
+    from reclnet.export.cli import main as export_main
+    from reclnet.runtime.artifacts import load_artifact
+    from reclnet.train.checkpoint import CheckpointError, save_checkpoint
+
+    result = train(tiny_data, tmp_path / "run", modalities={"rgb": 6}, epochs=1, **TINY)
+    _, payload = load_checkpoint(result.checkpoint)
+    assert payload["class_names"] == ["action_0", "action_1", "action_2"]
+    assert export_main([str(result.checkpoint), "--out", str(tmp_path / "model")]) == 0
+    sidecar = load_artifact(tmp_path / "model" / "step.onnx", kind="step")
+    assert sidecar.metadata["class_names"] == ["action_0", "action_1", "action_2"]
+    # A hand-edited checkpoint with the wrong number of names is refused, named.
+    payload["class_names"] = ["only", "two"]
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="edited.pt: 2 class_names for 3 actions"):
+        load_checkpoint(tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match="class_names has 1 names"):
+        save_checkpoint(tmp_path / "x.pt", result.model, class_names=["one"])
