@@ -71,3 +71,15 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
     assert export_main([str(ckpt), "--out", str(out), "--features"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def networks(model_dir: Path):
+    """``model_dir``'s two feature networks, one ONNX Runtime thread each, closed after the module."""
+    from reclnet.runtime.camera.features import FeatureNetwork
+
+    with (
+        FeatureNetwork(model_dir / "features_rgb.onnx", threads=1) as rgb,
+        FeatureNetwork(model_dir / "features_flow.onnx", threads=1) as flow,
+    ):
+        yield {"rgb": rgb, "flow": flow}

@@ -29,15 +29,6 @@ def _frames(n: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.fixture(scope="module")
-def networks(model_dir: Path):
-    with (
-        FeatureNetwork(model_dir / "features_rgb.onnx", threads=1) as rgb,
-        FeatureNetwork(model_dir / "features_flow.onnx", threads=1) as flow,
-    ):
-        yield {"rgb": rgb, "flow": flow}
-
-
 def _run(networks, executor, clock=None) -> list[dict[str, np.ndarray]]:
     sizes = {m: networks[m].dim for m in networks}
     boxes = [

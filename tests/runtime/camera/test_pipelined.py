@@ -61,17 +61,6 @@ def _detector(image: np.ndarray) -> Detections:
     return Detections(b, np.ones(len(b), np.float32))
 
 
-@pytest.fixture(scope="module")
-def networks(model_dir: Path):
-    from reclnet.runtime.camera.features import FeatureNetwork
-
-    with (
-        FeatureNetwork(model_dir / "features_rgb.onnx", threads=1) as rgb,
-        FeatureNetwork(model_dir / "features_flow.onnx", threads=1) as flow,
-    ):
-        yield {"rgb": rgb, "flow": flow}
-
-
 def _run(model_dir: Path, networks, persons, frames, stop_after=None, seen=None, **run_options):
     from reclnet.runtime.backends import load_backend
     from reclnet.runtime.camera.flow import flow_image
