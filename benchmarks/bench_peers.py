@@ -508,4 +508,5 @@ if __name__ == "__main__":
                 else ""
             )
         )
-        print(f"N={r['n']:<4} {r['label']:<48} {figure}")
+        n = "-" if r.get("n") is None else r["n"]
+        print(f"N={n:<4} {r['label']:<48} {figure}")

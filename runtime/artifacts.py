@@ -35,6 +35,7 @@ __all__ = [
     "DTYPES",
     "FORMAT",
     "KINDS",
+    "PRECISIONS",
     "SIDECAR_KEYS",
     "Artifact",
     "ArtifactError",
@@ -43,12 +44,15 @@ __all__ = [
     "file_sha256",
     "load_artifact",
     "model_config_from_dict",
+    "model_file",
     "sidecar_path",
     "step_graph_problem",
 ]
 
 FORMAT = "reclnet-artifact/1"
 KINDS = ("step", "features")
+#: Precision choices of a model file; ``"auto"`` takes the INT8 copy when it was exported.
+PRECISIONS = ("auto", "fp32", "int8")
 _HASH_CHUNK = 1 << 20
 
 
@@ -141,6 +145,34 @@ class Artifact:
             if spec.name == name:
                 return spec
         raise KeyError(f"{self.path.name} has no input {name!r}; inputs: {self.input_names}")
+
+
+def model_file(model_dir: str | os.PathLike, stem: str, precision: str = "auto") -> Path:
+    """The file of model ``stem`` (``"step"``, ``"features_rgb"``, ...) for ``precision``.
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Exported model directory.
+    stem : str
+        File name without suffix.
+    precision : str
+        ``"fp32"`` (``<stem>.onnx``), ``"int8"`` (``<stem>.int8.onnx``) or ``"auto"``:
+        the INT8 copy when present (measured faster than fp32 at every batch size
+        on both CPU kinds seen, docs/benchmarks.md), else the float file.
+
+    Returns
+    -------
+    Path
+        The path; it may not exist for ``"fp32"`` / ``"int8"`` (the caller reports it).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    fp32 = Path(model_dir) / f"{stem}.onnx"
+    int8 = Path(model_dir) / f"{stem}.int8.onnx"
+    if precision == "int8" or (precision == "auto" and int8.is_file()):
+        return int8
+    return fp32
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from reclnet.argparsing import ArgumentParser
+from reclnet.runtime.artifacts import PRECISIONS, model_file
 
 EPILOG = """\
 persons: --tracks FILE (MOTChallenge lines: frame,id,left,top,width,height[,conf,...],
@@ -66,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot", type=Path, help="save the scorer's live state here at the end")
     p.add_argument("--save-tracks", type=Path, help="write the person tracks (MOTChallenge)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    p.add_argument("--int8", action="store_true", help="use step.int8.onnx")
+    p.add_argument(
+        "--step-precision",
+        default="auto",
+        choices=list(PRECISIONS),
+        help="step model: step.int8.onnx (int8), step.onnx (fp32), or the INT8 copy when "
+        "exported (auto, default: faster at every number of tracks)",
+    )
+    p.add_argument("--int8", action="store_true", help="same as --step-precision int8")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per session")
     p.add_argument(
         "--feature-scale",
@@ -321,7 +329,7 @@ def run_stream(args: argparse.Namespace) -> int:
         signal_at, hold_at = _test_hooks()
     except (ValueError, KeyError) as exc:
         return fail(f"error: bad RECLNET_TEST_* hook variable: {exc}")
-    step_path = model_dir / ("step.int8.onnx" if args.int8 else "step.onnx")
+    step_path = model_file(model_dir, "step", "int8" if args.int8 else args.step_precision)
     if not step_path.is_file():
         return fail(f"{step_path} not found (export the model with `reclnet export`)")
     status = 0
@@ -565,5 +573,6 @@ def run_stream(args: argparse.Namespace) -> int:
                 f"live: {latest.captured} frames captured, {latest.dropped} dropped "
                 f"(processing behind the source){latency}"
             )
+        print(f"models: {step_path.name}, " + ", ".join(n.path.name for n in features.values()))
         print(timer.format(wall_seconds=pipeline.wall_seconds))
     return status

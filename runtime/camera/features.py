@@ -30,12 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from reclnet.runtime.artifacts import load_artifact
+from reclnet.runtime.artifacts import PRECISIONS, load_artifact, model_file
 
 __all__ = ["PRECISIONS", "FeatureNetwork", "feature_network_path", "frame_features"]
-
-#: ``--feature-precision`` choices; ``"auto"`` takes the INT8 copy when it was exported.
-PRECISIONS = ("auto", "fp32", "int8")
 
 
 def feature_network_path(
@@ -43,29 +40,9 @@ def feature_network_path(
 ) -> Path:
     """The feature network file of ``modality`` in ``model_dir`` for ``precision``.
 
-    Parameters
-    ----------
-    model_dir : path-like
-        Exported model directory.
-    modality : str
-        ``"rgb"``, ``"flow"``, ...
-    precision : str
-        ``"fp32"`` (``features_<m>.onnx``), ``"int8"`` (``features_<m>.int8.onnx``)
-        or ``"auto"`` (the INT8 copy when present, else the float network).
-
-    Returns
-    -------
-    Path
-        The path (it may not exist for ``"fp32"`` / ``"int8"``: the caller reports it).
+    ``features_<modality>.onnx`` or its INT8 copy, see :func:`reclnet.runtime.artifacts.model_file`.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown feature precision {precision!r}; choose one of {PRECISIONS}")
-    model_dir = Path(model_dir)
-    fp32 = model_dir / f"features_{modality}.onnx"
-    int8 = model_dir / f"features_{modality}.int8.onnx"
-    if precision == "int8" or (precision == "auto" and int8.is_file()):
-        return int8
-    return fp32
+    return model_file(model_dir, f"features_{modality}", precision)
 
 
 class FeatureNetwork:

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reclnet.runtime.artifacts import PRECISIONS
+
 __all__ = [
     "CameraConfig",
     "ConfigError",
@@ -51,7 +53,7 @@ __all__ = [
 #: Camera names become file names and parts of event ids.
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: As ``reclnet stream --feature-precision`` (``auto``: the INT8 copy when exported).
-FEATURE_PRECISIONS = ("auto", "fp32", "int8")
+FEATURE_PRECISIONS = PRECISIONS
 _NETWORK = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 
 

@@ -265,5 +265,5 @@ def test_feature_network_path(tmp_path: Path) -> None:
     (tmp_path / "features_rgb.int8.onnx").write_bytes(b"")
     assert feature_network_path(tmp_path, "rgb").name == "features_rgb.int8.onnx"
     assert feature_network_path(tmp_path, "rgb", "fp32").name == "features_rgb.onnx"
-    with pytest.raises(ValueError, match="unknown feature precision"):
+    with pytest.raises(ValueError, match="unknown precision"):
         feature_network_path(tmp_path, "rgb", "fp16")

@@ -457,3 +457,28 @@ def test_lost_camera_is_retried_then_ends_cleanly(
     check_events(events, 25, (160, 120))  # the open segments were ended and written
     with open_source(tmp_path / "o.mp4") as video:
         assert sum(1 for _ in video) == processed
+
+
+def test_step_precision_auto_takes_the_int8_copy_and_says_so(
+    model_dir: Path, tmp_path: Path, capsys
+) -> None:
+    import shutil
+
+    from reclnet.export.quantize import quantize_step
+
+    # A copy of the model folder with an INT8 step beside the float one.
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    quantize_step(folder / "step.onnx", folder / "step.int8.onnx")
+    clip = tmp_path / "clip.avi"
+    _write_clip(clip, 8)
+    tracks = str(_walker_tracks(tmp_path / "t.txt", 8))
+    base = [str(clip), "--model", str(folder), "--tracks", tracks, "--quiet"]
+    for extra, name in (([], "step.int8.onnx"), (["--step-precision", "fp32"], "step.onnx")):
+        capsys.readouterr()
+        assert stream_main([*base, *extra]) == 0
+        models = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("models:")]
+        assert models and models[0].startswith(f"models: {name}, features_rgb"), models
+    (folder / "step.int8.onnx").unlink()
+    assert stream_main([*base, "--step-precision", "int8"]) == 2
+    assert "step.int8.onnx not found" in capsys.readouterr().err
