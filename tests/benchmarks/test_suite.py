@@ -754,7 +754,10 @@ def test_openvino_runs_an_onnx_step_like_numpy(tmp_path: Path) -> None:
     logits = feeds["rgb"] @ w + feeds["state"] @ u
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
-    np.testing.assert_allclose(_OpenVino(path, feeds)(feeds), expected, rtol=1e-5, atol=1e-6)
+    # fp32 hint: OpenVINO would run bf16 by default on CPUs with AMX / AVX512_BF16.
+    np.testing.assert_allclose(
+        _OpenVino(path, feeds, "fp32")(feeds), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- the peer runtime
