@@ -60,7 +60,7 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--feature-stage",
-        default=None,
+        default=DEFAULT_FRAME_STAGE,
         choices=list(FRAME_STAGES),
         help=f"frame head: last ResNet-18 stage run (default {DEFAULT_FRAME_STAGE}; layer4 "
         "with trained weights)",
@@ -68,7 +68,7 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--feature-grid",
         type=positive_int,
-        default=None,
+        default=DEFAULT_FRAME_GRID,
         help=f"frame head: each box is pooled to GRID x GRID cells (default "
         f"{DEFAULT_FRAME_GRID}; 1 with trained weights)",
     )
@@ -153,11 +153,6 @@ def _export(
     if args.features is not None:
         from reclnet.export.features import export_features
 
-        head_options = {
-            k: v
-            for k, v in (("stage", args.feature_stage), ("grid", args.feature_grid))
-            if v is not None
-        }
         for modality in args.features or model.config.modality_names:
             written.append(
                 export_features(
@@ -167,7 +162,8 @@ def _export(
                     backbone=args.backbone,
                     weights=args.backbone_weights,
                     opset=args.opset,
-                    **head_options,
+                    stage=args.feature_stage,
+                    grid=args.feature_grid,
                 )
             )
     if args.triton is not None:

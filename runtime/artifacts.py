@@ -158,8 +158,8 @@ def model_file(model_dir: str | os.PathLike, stem: str, precision: str = "auto")
         File name without suffix.
     precision : str
         ``"fp32"`` (``<stem>.onnx``), ``"int8"`` (``<stem>.int8.onnx``) or ``"auto"``:
-        the INT8 copy when present (measured faster than fp32 at every batch size
-        on both CPU kinds seen, docs/benchmarks.md), else the float file.
+        the INT8 copy when present (the faster one in this project's benchmarks,
+        docs/benchmarks.md), else the float file.
 
     Returns
     -------
