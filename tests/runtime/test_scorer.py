@@ -575,3 +575,64 @@ def test_an_empty_frame_still_checks_its_features() -> None:
         np.zeros((0, 4), np.float32),
     )
     assert res.probs.shape == (0, CONFIG.num_classes) and res.events == []
+
+
+class RecordingHostRunner(StepRunner):
+    """Host double that records whether each step got the previous step's own states."""
+
+    name = "recording-host"
+
+    def __init__(self, inner) -> None:
+        self.inner, self.config, self.postprocess = inner, inner.config, inner.postprocess
+        self.last_out = None
+        self.passed_on = 0
+        self.steps = 0
+
+    def _step(self, features, state):
+        self.steps += 1
+        self.passed_on += state is self.last_out
+        probs, new = self.inner.step(features, state)
+        self.last_out = new
+        return probs, new
+
+
+def test_a_steady_batch_passes_its_states_on_and_scores_like_each_track_alone(
+    exported, tmp_path
+) -> None:
+    """Host runners: the same tracks on consecutive frames get the last step's states
+    as they are (no gather / scatter through the pool); tracks joining, leaving and a
+    snapshot in between still give each track's own sequence probabilities."""
+    from reclnet.runtime.backends.torch.runner import sequence_probs
+
+    model, _ = exported
+    rng = np.random.default_rng(3)
+    spans = {1: (0, 40), 2: (0, 40), 3: (0, 30), 4: (20, 40)}
+    feats = {
+        tid: {
+            k: rng.standard_normal((b - a, d), dtype=np.float32)
+            for k, d in CONFIG.modalities.items()
+        }
+        for tid, (a, b) in spans.items()
+    }
+    box = np.array([[10, 20, 60, 140]], np.float32)
+    seq = {tid: sequence_probs(model, f) for tid, f in feats.items()}
+    with backend("onnxruntime", exported) as inner:
+        runner = RecordingHostRunner(inner)
+        scorer = OnlineScorer(runner, window=3, lookahead=1)
+        for frame in range(40):
+            if frame == 25:
+                scorer.snapshot(tmp_path / "mid.snap")  # syncs the carried states into the pool
+            live = [t for t, (a, b) in spans.items() if a <= frame < b]
+            if frame == 30:
+                scorer.end_tracks([3])
+            ids = np.array(live, np.int64)
+            batch = {
+                k: np.stack([feats[t][k][frame - spans[t][0]] for t in live])
+                for k in CONFIG.modalities
+            }
+            res = scorer.update(frame, ids, batch, np.repeat(box, len(live), axis=0))
+            for i, tid in enumerate(live):
+                np.testing.assert_allclose(res.probs[i], seq[tid][frame - spans[tid][0]], atol=1e-5)
+    # Gathered from the pool: frames 0, 20 and 30 (the batch changes) and 25 (after
+    # the snapshot wrote the carried states back).
+    assert runner.steps == 40 and runner.passed_on == 36
