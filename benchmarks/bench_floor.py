@@ -265,13 +265,9 @@ def _ms(amount: float, rate: dict) -> dict[str, float]:
 
 def _int8_variant() -> str:
     """The INT8 variant ``reclnet.export.quantize.quantize_step`` writes by default."""
-    try:
-        import inspect
+    from reclnet.export.quantize import DEFAULT_VARIANT
 
-        from reclnet.export.quantize import quantize_step
-    except ImportError:
-        return "input_projections"
-    return str(inspect.signature(quantize_step).parameters["variant"].default)
+    return DEFAULT_VARIANT
 
 
 def int8_floor_kind(variant: str) -> str:

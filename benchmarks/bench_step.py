@@ -59,7 +59,7 @@ def _sessions(
     import torch
 
     from reclnet.export.onnx_export import export_step
-    from reclnet.export.quantize import quantize_step
+    from reclnet.export.quantize import DEFAULT_VARIANT, VARIANTS, quantize_step
     from reclnet.train.model import RecLNet
 
     torch.manual_seed(0)
@@ -67,13 +67,13 @@ def _sessions(
     step = export_step(model, folder / "step.onnx")
     paths = {
         ("fp32", "unrolled, folded"): step,
-        ("int8", "input_projections"): quantize_step(step, folder / "step.int8.onnx"),
+        ("int8", DEFAULT_VARIANT): quantize_step(step, folder / "step.int8.onnx"),
     }
     if not quick:
         paths[("fp32", "unrolled, unfolded")] = export_step(
             model, folder / "unfolded" / "step.onnx", fold_projection=False
         )
-        for variant in ("reduce_range", "signed"):
+        for variant in (v for v in VARIANTS if v != DEFAULT_VARIANT):
             paths[("int8", variant)] = quantize_step(
                 step, folder / f"step.int8_{variant}.onnx", variant=variant
             )

@@ -9,14 +9,17 @@ Then, in one process, over the same frames of vtest.avi (768x576):
 
 - **today's path** (the baseline): per-box head in float32, OpenCV's HOG at
   native size on every frame, the stages one after another;
-- **the new default** (what ``reclnet stream`` runs): frame head in INT8, HOG
-  every :data:`~reclnet.runtime.camera.cli.DEFAULT_DETECT_EVERY` frames with
+- **the new default** (what ``reclnet stream`` runs): INT8 step, frame head in
+  INT8, HOG (``--hog-regions`` default: on the regions that moved or held people,
+  the whole frame now and then) every
+  :data:`~reclnet.runtime.camera.cli.DEFAULT_DETECT_EVERY` frames with
   the tracker predicting in between, in its own pipeline stage, decode |
   detect + track | flow + features | step + post-processing + output
   concurrently (the rgb network beside the flow image and the flow network),
   one ONNX Runtime thread per feature session;
 - (full run) the new models and schedule run sequentially, to show what the
-  models give and what the pipelining gives.
+  models give and what the pipelining gives; and the new default with HOG on
+  the whole frame (``--hog-regions frame``), to show what the gating gives.
 
 Each gives fps (wall clock, every frame processed), the process's CPU ms per
 frame (the work: less sensitive to a shared machine's load, recorded with each
@@ -44,8 +47,8 @@ CASE = "vtest.avi 768x576"
 PIPELINE, LIVE = "stream pipeline", "stream pipeline, live 25 fps"
 #: variants: today's path (the baseline), the new default, and the new models run sequentially.
 TODAY = "per-box head fp32, HOG every frame, sequential"
-NEW = "frame head int8, HOG every {n}, pipelined"
-NEW_SEQ = "frame head int8, HOG every {n}, sequential"
+NEW = "frame head int8, HOG {regions} every {n}, pipelined"
+NEW_SEQ = "frame head int8, HOG {regions} every {n}, sequential"
 LIVE_FPS = 25.0
 
 
@@ -62,7 +65,7 @@ def export_default_models(out: Path) -> Path:
     torch.manual_seed(0)
     config = RecLNetConfig()
     ckpt = save_checkpoint(out / "model.pt", RecLNet(config).eval())
-    status = export_main([str(ckpt), "--out", str(out), "--features"])
+    status = export_main([str(ckpt), "--out", str(out), "--int8", "--features"])
     if status:
         raise RuntimeError(f"export of the default models failed (status {status})")
     (out / "box").mkdir()
@@ -104,13 +107,14 @@ def _run_path(
     detect_every: int,
     frames: int,
     live: bool,
+    regions: str = "frame",
 ) -> dict[str, Any]:
     """One pass of one path; wall-clock fps, per-stage ms, people per frame (and live latency)."""
     from reclnet.runtime.backends import load_backend
     from reclnet.runtime.camera.features import FeatureNetwork
     from reclnet.runtime.camera.flow import flow_image
     from reclnet.runtime.camera.live import LatestFrames, PacedFrames
-    from reclnet.runtime.camera.persons import HogPersonDetector
+    from reclnet.runtime.camera.persons import hog_detector
     from reclnet.runtime.camera.pipeline import (
         DetectAndTrack,
         StageTimer,
@@ -124,7 +128,9 @@ def _run_path(
     paths = _paths(model_dir, today)
     threads = None if not pipelined else 1
     with (
-        load_backend("onnxruntime", model=model_dir / "step.onnx") as runner,
+        load_backend(
+            "onnxruntime", model=model_dir / ("step.onnx" if today else "step.int8.onnx")
+        ) as runner,
         FeatureNetwork(paths["rgb"], threads=threads) as rgb,
         FeatureNetwork(paths["flow"], threads=threads) as flow_net,
         FileSource(VTEST) as source,
@@ -132,7 +138,9 @@ def _run_path(
         timer = StageTimer()
         scorer = OnlineScorer(TimedRunner(runner, timer), max_age=10, video="vtest")
         persons = DetectAndTrack(
-            HogPersonDetector(), PersonTracker(frame_size=(768, 576)), detect_every=detect_every
+            hog_detector(regions),
+            PersonTracker(frame_size=(768, 576)),
+            detect_every=detect_every,
         )
         pipeline = StreamPipeline(
             scorer,
@@ -216,21 +224,27 @@ def run(quick: bool = False) -> list[dict]:
             )
         ]
     from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY as N
+    from reclnet.runtime.camera.cli import DEFAULT_HOG_REGIONS as R
 
     frames = 60 if quick else 200
     live_frames = 100 if quick else 250  # captured at 25 fps: 4 / 10 s of camera
-    paths = [(TODAY, True, False, 1)]
+    # (variant, today, pipelined, detect every, HOG regions)
+    paths = [(TODAY, True, False, 1, "frame")]
     if not quick:
-        paths.append((NEW_SEQ.format(n=N), False, False, N))
-    paths.append((NEW.format(n=N), False, True, N))
+        paths.append((NEW_SEQ.format(regions=R, n=N), False, False, N, R))
+        if R != "frame":
+            paths.append((NEW.format(regions="frame", n=N), False, True, N, "frame"))
+    paths.append((NEW.format(regions=R, n=N), False, True, N, R))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = export_default_models(Path(tmp))
         # Warm-up (sessions, page cache, HOG) outside the timed passes.
-        _run_path(model_dir, today=False, pipelined=True, detect_every=N, frames=8, live=False)
+        _run_path(
+            model_dir, today=False, pipelined=True, detect_every=N, frames=8, live=False, regions=R
+        )
         base: dict | None = None
         base_people = None
-        for variant, today, pipelined, every in paths:
+        for variant, today, pipelined, every, regions in paths:
             r = _run_path(
                 model_dir,
                 today=today,
@@ -238,6 +252,7 @@ def run(quick: bool = False) -> list[dict]:
                 detect_every=every,
                 frames=frames,
                 live=False,
+                regions=regions,
             )
             if base_people is None:
                 base_people = r["people_per_frame"]
@@ -269,12 +284,13 @@ def run(quick: bool = False) -> list[dict]:
                 if base_people
                 else None,
                 detect_every=every,
+                hog_regions=regions,
                 pipelined=pipelined,
             )
             rows.append(out)
             if base is None:
                 base = out
-            if variant == NEW_SEQ.format(n=N):
+            if not pipelined and not today:
                 continue
             live = _run_path(
                 model_dir,
@@ -283,6 +299,7 @@ def run(quick: bool = False) -> list[dict]:
                 detect_every=every,
                 frames=live_frames,
                 live=True,
+                regions=regions,
             )
             rows.append(
                 row(

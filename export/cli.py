@@ -14,6 +14,7 @@ from typing import Any
 
 from reclnet.argparsing import ArgumentParser, positive_int
 from reclnet.export.features import DEFAULT_FRAME_GRID, DEFAULT_FRAME_STAGE, FRAME_STAGES
+from reclnet.export.quantize import DEFAULT_VARIANT, VARIANTS
 
 #: Lowest ONNX opset the exporter writes (the step graph needs opset 17 ops).
 MIN_OPSET = 17
@@ -41,9 +42,10 @@ def _export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--int8-variant",
-        default="input_projections",
-        choices=["signed", "reduce_range", "input_projections"],
-        help="which INT8 variant --int8 writes (default: input_projections, no measurable loss)",
+        default=DEFAULT_VARIANT,
+        choices=VARIANTS,
+        help=f"which INT8 variant --int8 writes (default: {DEFAULT_VARIANT}: every matrix, "
+        "7-bit weights; see docs/export.md)",
     )
     p.add_argument(
         "--features",

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from reclnet.argparsing import ArgumentParser, positive_int
+from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY, DEFAULT_HOG_REGIONS, HOG_REGIONS
 from reclnet.runtime.offline.tubes import Tube
 
 __all__ = [
@@ -420,6 +421,8 @@ class ExtractSettings:
         ONNX Runtime intra-op threads per feature network.
     hog_upscale : float
         Built-in detector (no tracks file): HOG upscale.
+    hog_regions : str
+        Built-in detector: ``"motion"`` or ``"frame"`` (``reclnet stream --hog-regions``).
     detect_every : int
         Built-in detector: run every n-th frame, the tracker predicts between.
     min_box : float
@@ -433,7 +436,8 @@ class ExtractSettings:
     float16: bool = False
     threads: int = 1
     hog_upscale: float = 1.0
-    detect_every: int = 5
+    hog_regions: str = DEFAULT_HOG_REGIONS
+    detect_every: int = DEFAULT_DETECT_EVERY
     min_box: float = 4.0
 
 
@@ -529,7 +533,7 @@ def extract_video(job: VideoJob, settings: ExtractSettings, networks: Any = None
     """
     from reclnet.runtime.camera.features import frame_features
     from reclnet.runtime.camera.flow import flow_image
-    from reclnet.runtime.camera.persons import HogPersonDetector, read_mot
+    from reclnet.runtime.camera.persons import hog_detector, read_mot
     from reclnet.runtime.camera.pipeline import (
         DetectAndTrack,
         FrameClock,
@@ -550,7 +554,7 @@ def extract_video(job: VideoJob, settings: ExtractSettings, networks: Any = None
                 persons: Any = MotPersons(read_mot(job.tracks, frame_size=size))
             else:
                 persons = DetectAndTrack(
-                    HogPersonDetector(upscale=settings.hog_upscale),
+                    hog_detector(settings.hog_regions, upscale=settings.hog_upscale),
                     PersonTracker(frame_size=size),
                     detect_every=settings.detect_every,
                 )
@@ -841,7 +845,6 @@ def extract(
 
 # ------------------------------------------------------------------ command
 def build_parser() -> argparse.ArgumentParser:
-    from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY
 
     p = ArgumentParser(
         prog="reclnet extract",
@@ -899,6 +902,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hog-upscale", type=float, default=1.0, help="built-in detector: upscale")
     p.add_argument(
+        "--hog-regions",
+        default=DEFAULT_HOG_REGIONS,
+        choices=list(HOG_REGIONS),
+        help=f"built-in detector: where HOG searches (default {DEFAULT_HOG_REGIONS}, as "
+        "reclnet stream; frame for moving cameras)",
+    )
+    p.add_argument(
         "--detect-every",
         type=positive_int,
         default=DEFAULT_DETECT_EVERY,
@@ -941,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         float16=bool(args.float16),
         threads=int(args.threads),
         hog_upscale=float(args.hog_upscale),
+        hog_regions=str(args.hog_regions),
         detect_every=int(args.detect_every),
     )
     result = extract(

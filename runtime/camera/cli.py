@@ -42,10 +42,12 @@ EPILOG = """\
 persons: --tracks FILE (MOTChallenge lines: frame,id,left,top,width,height[,conf,...],
 1-based frames) or --detector MODEL.onnx (input [1,3,H,W] RGB in [0,1]; output [K,6] or
 [1,K,6] rows x1,y1,x2,y2,score,class in input pixels, class 0 = person); default: OpenCV's
-HOG people detector. Exit status: 0 at the end of the stream, on Ctrl-C or SIGTERM; 1 when
-the source fails (corrupt file, lost camera) or an output cannot be written, after the pending
-events were written; 2 on bad arguments (one line on stderr). An output may not be an input, a
-file of the model directory, or an existing non-regular file (FIFO, device, folder).
+HOG people detector, run by default (--hog-regions motion) only where a static camera's
+frame moved or held people (--hog-regions frame for a moving camera). Exit status: 0 at the
+end of the stream, on Ctrl-C or SIGTERM; 1 when the source fails (corrupt file, lost camera)
+or an output cannot be written, after the pending events were written; 2 on bad arguments
+(one line on stderr). An output may not be an input, a file of the model directory, or an
+existing non-regular file (FIFO, device, folder).
 """
 
 
@@ -89,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="HOG: upscale frames (2 finds more people, ~7x slower)",
     )
     p.add_argument(
+        "--hog-regions",
+        default=DEFAULT_HOG_REGIONS,
+        choices=list(HOG_REGIONS),
+        help="HOG: search the whole frame (frame) or, for a static camera, only where "
+        "something moved or someone was found on the last calls, and the whole frame "
+        f"now and then (motion; default {DEFAULT_HOG_REGIONS}); use frame for a moving camera",
+    )
+    p.add_argument(
         "--detect-every",
         type=int,
         default=DEFAULT_DETECT_EVERY,
@@ -130,6 +140,13 @@ STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 #: overlapping the features) it leaves the frame budget of a 25 fps camera to the rest,
 #: and the tracker's predictions keep the people found per frame (bench_stream reports both).
 DEFAULT_DETECT_EVERY = 5
+#: Where HOG searches: ``frame`` (:class:`HogPersonDetector`) or ``motion``
+#: (:class:`MotionGatedHogDetector`). Motion is the default: on vtest.avi, detector on
+#: every 5th frame, it runs HOG on ~1/3 of the frame's area (~4x fewer ms per call) and
+#: keeps 95-97% of the tracks per frame full-frame HOG gives (docs/camera.md). A moving camera falls back
+#: to the full frame on every call by itself, paying only the background model.
+HOG_REGIONS = ("frame", "motion")
+DEFAULT_HOG_REGIONS = "motion"
 
 
 @contextmanager
@@ -282,9 +299,10 @@ def run_stream(args: argparse.Namespace) -> int:
     from reclnet.runtime.camera.live import LatestFrames, PacedFrames
     from reclnet.runtime.camera.output_paths import OutputPathError, check_outputs, place_file
     from reclnet.runtime.camera.persons import (
-        HogPersonDetector,
         MotFormatError,
+        MotionGatedHogDetector,
         OnnxPersonDetector,
+        hog_detector,
         read_mot,
         write_mot,
     )
@@ -371,6 +389,7 @@ def run_stream(args: argparse.Namespace) -> int:
             )
         except VideoSourceError as exc:
             return fail(str(exc), 1)
+        gated: MotionGatedHogDetector | None = None
         try:
             if args.tracks is not None:
                 tracks_file = read_mot(args.tracks, frame_size=(source.width, source.height))
@@ -379,8 +398,10 @@ def run_stream(args: argparse.Namespace) -> int:
                 detector: Any = (
                     OnnxPersonDetector(args.detector)
                     if args.detector is not None
-                    else HogPersonDetector(upscale=args.hog_upscale)
+                    else hog_detector(args.hog_regions, upscale=args.hog_upscale)
                 )
+                if isinstance(detector, MotionGatedHogDetector):
+                    gated = detector
                 persons = DetectAndTrack(
                     detector,
                     PersonTracker(frame_size=(source.width, source.height)),
@@ -572,6 +593,12 @@ def run_stream(args: argparse.Namespace) -> int:
             print(
                 f"live: {latest.captured} frames captured, {latest.dropped} dropped "
                 f"(processing behind the source){latency}"
+            )
+        if gated is not None and gated.calls:
+            print(
+                f"hog regions: motion, HOG on {100 * gated.area_fraction:.0f}% of the frame "
+                f"area per call ({gated.full_calls} full-frame calls, {gated.crop_calls} on "
+                f"regions)"
             )
         print(f"models: {step_path.name}, " + ", ".join(n.path.name for n in features.values()))
         print(timer.format(wall_seconds=pipeline.wall_seconds))

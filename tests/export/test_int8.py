@@ -13,6 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 from reclnet.config import RecLNetConfig  # noqa: E402
 from reclnet.export.onnx_export import export_step  # noqa: E402
 from reclnet.export.quantize import (  # noqa: E402
+    DEFAULT_VARIANT,
     VARIANTS,
     input_projection_nodes,
     quantization_error,
@@ -93,29 +94,41 @@ def test_variants_error_on_trained_weights(trained: tuple[Path, list[dict]]) -> 
         assert e["mean_prob_diff"] < 0.01, (variant, e)
         assert e["max_state_rel_err"] < 0.1, (variant, e)
         assert e["argmax_agreement"] > 0.95, (variant, e)
-    # The default keeps the recurrent matrices in float32: never far from the best variant.
-    default = errors["input_projections"]
+    # The default (every matrix, 7-bit weights) is never far from the best variant.
+    default = errors[DEFAULT_VARIANT]
     for key in ("max_prob_diff", "max_state_rel_err"):
         assert default[key] <= 3 * min(e[key] for e in errors.values()), (key, errors)
 
 
-def test_int8_sidecar_and_graph(trained: tuple[Path, list[dict]], tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", [None, *VARIANTS])
+def test_int8_sidecar_and_graph(
+    trained: tuple[Path, list[dict]], tmp_path: Path, variant: str | None
+) -> None:
+    """The sidecar names the variant; the graph quantizes exactly the variant's matrices
+    (None: the default)."""
     import onnx
 
     step, _ = trained
-    q = quantize_step(step, tmp_path / "step.int8.onnx")
+    options = {} if variant is None else {"variant": variant}
+    q = quantize_step(step, tmp_path / "step.int8.onnx", **options)
     art = load_artifact(q, kind="step")
     src = load_artifact(step)
     assert art.sidecar.name == "step.int8.json"
     assert art.config == src.config and art.model_id == src.model_id
     assert art.input_names == src.input_names and art.output_names == src.output_names
     quant = art.metadata["quantization"]
-    assert quant["variant"] == "input_projections" and quant["float_sha256"] == src.sha256
-    nodes = input_projection_nodes(step)
-    assert len(nodes) == len(CFG.modalities) and quant["nodes"] == nodes
+    assert quant["variant"] == (variant or DEFAULT_VARIANT) and quant["float_sha256"] == src.sha256
+    float_ops = [n.op_type for n in onnx.load(str(step)).graph.node]
     ops = [n.op_type for n in onnx.load(str(q)).graph.node]
-    assert ops.count("MatMulInteger") == len(CFG.modalities)  # only the input projections
-    assert "MatMul" in ops  # the recurrent matrices stay float
+    if quant["variant"] == "input_projections":
+        nodes = input_projection_nodes(step)
+        assert len(nodes) == len(CFG.modalities) and quant["nodes"] == nodes
+        assert ops.count("MatMulInteger") == len(CFG.modalities)  # only the input projections
+        assert "MatMul" in ops  # the recurrent matrices stay float
+    else:
+        # Every matrix: each float MatMul (all have constant weights) became a MatMulInteger.
+        assert ops.count("MatMulInteger") == float_ops.count("MatMul") > len(CFG.modalities)
+        assert "MatMul" not in ops
     with pytest.raises(ValueError, match="unknown INT8 variant"):
         quantize_step(step, tmp_path / "x.onnx", variant="int4")
 
