@@ -494,8 +494,9 @@ def _scorer_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _peer_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Every onnxruntime peers row against its OpenVINO baseline of the same precision
-    (each precision, each N); a pair whose peer ran another precision is not judged."""
-    text = "ahead of OpenVINO on the same model at every N"
+    (each precision, each N), and the INT8 default against OpenVINO's default precision
+    where measured; a pair whose peer ran another precision is not judged."""
+    text = "ahead of OpenVINO on the same model at every N (and the default of each)"
     versus = [
         r
         for r in select(rows, "peers", impl=ONNXRUNTIME, baseline_impl=OPENVINO)
@@ -515,6 +516,13 @@ def _peer_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
             f"{r['ratio_vs_baseline']:.2f}x"
             for r in other
         )
+    default = [r for r in versus if _is_number(r.get("ratio_vs_openvino_default"))]
+    if default:
+        figures += "; the INT8 default vs OpenVINO's default: " + ", ".join(
+            f"N={r['n']}: {r['ratio_vs_openvino_default']:.2f}x "
+            f"({r.get('openvino_default_precision')})"
+            for r in default
+        )
     bf16 = [r for r in versus if _is_number(r.get("ratio_vs_openvino_bf16"))]
     if bf16:
         figures += "; for the record, fp32 vs OpenVINO bf16: " + ", ".join(
@@ -522,7 +530,10 @@ def _peer_target(rows: list[dict[str, Any]]) -> dict[str, Any]:
         )
     if not judged:
         return _target(text, None, figures)
-    return _target(text, all(r["ratio_vs_baseline"] >= 1 for r in judged), figures)
+    met = all(r["ratio_vs_baseline"] >= 1 for r in judged) and all(
+        r["ratio_vs_openvino_default"] >= 1 for r in default
+    )
+    return _target(text, met, figures)
 
 
 # ---------------------------------------------------------------- markdown

@@ -449,7 +449,7 @@ def test_targets_met_not_met_unknown() -> None:
     assert (
         status["online scorer at 100 live tracks: time outside the model step <= 5%"] == "not met"
     )
-    peer = got["ahead of OpenVINO on the same model at every N"]
+    peer = got["ahead of OpenVINO on the same model at every N (and the default of each)"]
     assert peer["status"] == "not met"
     assert "fp32 N=1: 1.30x" in peer["figures"] and "fp32 N=128: 0.80x" in peer["figures"]
     assert "not judged (peer ran another precision): fp32 N=8 vs openvino bf16" in peer["figures"]
@@ -889,6 +889,7 @@ def test_peers_run_pairs_each_precision_with_its_peer(monkeypatch, tmp_path: Pat
     monkeypatch.setattr(bench_peers, "_openvino_int8", lambda fp32: ov.Core().read_model("x"))
     monkeypatch.setattr(bench_peers, "_gpu_reason", lambda: "no GPU in this test")
     seconds = {"ours": 0.001, "ov_fp32": 0.002, "ov_bf16": 0.0005, "ov_int8": 0.003}
+    seconds["ov_default"] = seconds["ov_bf16"]  # OpenVINO's default, timed beside our INT8
 
     def fixed(fns, repeat):
         for fn in fns.values():
@@ -915,11 +916,16 @@ def test_peers_run_pairs_each_precision_with_its_peer(monkeypatch, tmp_path: Pat
         assert ours32["max_abs_diff"] == pytest.approx(0.25, abs=1e-4)  # float32 rounding
         assert ours8["baseline"]["precision"] == "int8"
         assert ours8["ratio_vs_baseline"] == pytest.approx(3.0)
+        # Our INT8 default against OpenVINO's default (bf16 here), in the same runs.
+        assert ours8["ratio_vs_openvino_default"] == pytest.approx(0.5)
+        assert ours8["openvino_default_precision"] == ovbf["precision"]
     assert not [r for r in out if r.get("skipped") and r["impl"] == "openvino"]  # quick
     trt = [r for r in out if r["impl"] == "tensorrt"]
     assert len(trt) == 3 and all(r["skipped"] == "no GPU in this test" for r in trt)
     peer = [t for t in suite.evaluate_targets(out) if "OpenVINO" in t["target"]][0]
-    assert peer["status"] == "met" and "int8 N=128: 3.00x" in peer["figures"]
+    # Ahead of each peer of the same precision, behind OpenVINO's (faked) bf16 default.
+    assert peer["status"] == "not met" and "int8 N=128: 3.00x" in peer["figures"]
+    assert "the INT8 default vs OpenVINO's default: N=1: 0.50x" in peer["figures"]
     # Without OpenVINO: one skipped row per peer (not per N), ours measured without a peer.
     monkeypatch.setitem(sys.modules, "openvino", None)
     out = bench_peers.run(quick=True)
