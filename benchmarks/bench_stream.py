@@ -111,8 +111,7 @@ def _run_path(
 ) -> dict[str, Any]:
     """One pass of one path; wall-clock fps, per-stage ms, people per frame (and live latency)."""
     from reclnet.runtime.backends import load_backend
-    from reclnet.runtime.camera.features import FeatureNetwork
-    from reclnet.runtime.camera.flow import flow_image
+    from reclnet.runtime.camera.features import FeatureNetwork, flow_for
     from reclnet.runtime.camera.live import LatestFrames, PacedFrames
     from reclnet.runtime.camera.persons import hog_detector
     from reclnet.runtime.camera.pipeline import (
@@ -148,7 +147,7 @@ def _run_path(
             {"rgb": rgb, "flow": flow_net},
             timer=timer,
             class_names=[f"action{i}" for i in range(scorer.config.num_actions)],
-            flow=flow_image,
+            flow=flow_for(flow_net),
             fps=source.fps,
             feature_scale=0.5,
         )

@@ -15,6 +15,7 @@ from typing import Any
 from reclnet.argparsing import ArgumentParser, positive_int
 from reclnet.export.features import DEFAULT_FRAME_GRID, DEFAULT_FRAME_STAGE, FRAME_STAGES
 from reclnet.export.quantize import DEFAULT_VARIANT, VARIANTS
+from reclnet.runtime.camera.flow import DEFAULT_DIS_PRESET, DIS_PRESETS
 
 #: Lowest ONNX opset the exporter writes (the step graph needs opset 17 ops).
 MIN_OPSET = 17
@@ -73,6 +74,13 @@ def _export_parser() -> argparse.ArgumentParser:
         default=DEFAULT_FRAME_GRID,
         help=f"frame head: each box is pooled to GRID x GRID cells (default "
         f"{DEFAULT_FRAME_GRID}; 1 with trained weights)",
+    )
+    p.add_argument(
+        "--flow-preset",
+        default=DEFAULT_DIS_PRESET,
+        choices=list(DIS_PRESETS),
+        help=f"flow network: the OpenCV DIS preset of its flow images, recorded in its "
+        f"sidecar for extract and stream (default {DEFAULT_DIS_PRESET})",
     )
     p.add_argument(
         "--backbone-weights",
@@ -166,6 +174,7 @@ def _export(
                     opset=args.opset,
                     stage=args.feature_stage,
                     grid=args.feature_grid,
+                    flow_preset=args.flow_preset if modality == "flow" else None,
                 )
             )
     if args.triton is not None:

@@ -244,6 +244,7 @@ def export_features(
     grid: int = DEFAULT_FRAME_GRID,
     int8: bool = True,
     calibration: list[np.ndarray] | None = None,
+    flow_preset: str | None = None,
 ) -> Path:
     """Export a feature network to ONNX (``image [1,3,H,W], boxes [K,4] -> features [K,D]``).
 
@@ -267,6 +268,11 @@ def export_features(
         ones by default, see :func:`calibration_images`).
     net : FeatureNet, optional
         An already built network (the other arguments then only describe it).
+    flow_preset : str, optional
+        ``stream="flow"`` only: the OpenCV DIS preset of the flow images this network
+        reads (one of :data:`reclnet.runtime.camera.flow.DIS_PRESETS`; default
+        :data:`~reclnet.runtime.camera.flow.DEFAULT_DIS_PRESET`), recorded in the
+        sidecar: ``reclnet extract`` and ``reclnet stream`` compute the flow with it.
 
     Returns
     -------
@@ -274,7 +280,13 @@ def export_features(
         The float32 ONNX file (sidecar ``kind="features"`` beside it).
     """
     from reclnet.runtime.artifacts import file_sha256
-    from reclnet.runtime.camera.flow import FLOW_OFFSET, FLOW_SCALE
+    from reclnet.runtime.camera.flow import DEFAULT_DIS_PRESET, DIS_PRESETS, FLOW_OFFSET, FLOW_SCALE
+
+    if flow_preset is not None and stream != "flow":
+        raise ValueError(f"flow_preset is for the flow stream, not {stream!r}")
+    flow_preset = DEFAULT_DIS_PRESET if flow_preset is None else flow_preset
+    if flow_preset not in DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {flow_preset!r}; use one of {list(DIS_PRESETS)}")
 
     net = net or FeatureNet(
         backbone, out_dim, weights=weights, seed=seed, head=head, stage=stage, grid=grid
@@ -309,6 +321,7 @@ def export_features(
     if stream == "flow":
         preprocessing["flow_image"] = {
             "method": "OpenCV DIS, reclnet.runtime.flow_image",
+            "dis_preset": flow_preset,
             "scale": FLOW_SCALE,
             "offset": FLOW_OFFSET,
         }

@@ -63,6 +63,7 @@ ARGUMENT_ERRORS = [
     (["export", "ckpt.pt"], "the following arguments are required: --out"),
     (["export", "ckpt.pt", "--out", "o", "--opset", "zero"], "argument --opset"),
     (["export", "ckpt.pt", "--out", "o", "--int8-variant", "fp4"], "argument --int8-variant"),
+    (["export", "ckpt.pt", "--out", "o", "--flow-preset", "slow"], "argument --flow-preset"),
     (["build-engine", "m.onnx", "--fp16", "--int8"], "not allowed with argument --fp16"),
     (["build-engine", "m.onnx", "--workspace-mb", "0"], "argument --workspace-mb: must be >= 1"),
     (["build-engine"], "the following arguments are required: onnx"),

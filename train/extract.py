@@ -531,8 +531,7 @@ def extract_video(job: VideoJob, settings: ExtractSettings, networks: Any = None
     ExtractError
         The video cannot be decoded, or its tracks file names frames past its end.
     """
-    from reclnet.runtime.camera.features import frame_features
-    from reclnet.runtime.camera.flow import flow_image
+    from reclnet.runtime.camera.features import flow_for, frame_features
     from reclnet.runtime.camera.persons import hog_detector, read_mot
     from reclnet.runtime.camera.pipeline import (
         DetectAndTrack,
@@ -569,7 +568,7 @@ def extract_video(job: VideoJob, settings: ExtractSettings, networks: Any = None
                     nets.nets,
                     sizes=nets.sizes,
                     previous=previous,
-                    flow=flow_image if "flow" in nets.nets else None,
+                    flow=flow_for(nets.nets["flow"]) if "flow" in nets.nets else None,
                     scale=settings.feature_scale,
                 )
                 for i, tid in enumerate(tracks.ids.tolist()):

@@ -295,7 +295,7 @@ def run_stream(args: argparse.Namespace) -> int:
     from reclnet.runtime.artifacts import ArtifactError
     from reclnet.runtime.backends import BackendError, load_backend
     from reclnet.runtime.camera.events_io import EventWriter
-    from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path
+    from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path, flow_for
     from reclnet.runtime.camera.live import LatestFrames, PacedFrames
     from reclnet.runtime.camera.output_paths import OutputPathError, check_outputs, place_file
     from reclnet.runtime.camera.persons import (
@@ -380,7 +380,7 @@ def run_stream(args: argparse.Namespace) -> int:
                 features[modality] = net
             flow = None
             if "flow" in features:
-                from reclnet.runtime.camera.flow import flow_image as flow
+                flow = flow_for(features["flow"])
         except (ArtifactError, BackendError, ValueError) as exc:
             return fail(str(exc))
         try:

@@ -20,6 +20,7 @@ features at run time.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +33,13 @@ import numpy as np
 
 from reclnet.runtime.artifacts import PRECISIONS, load_artifact, model_file
 
-__all__ = ["PRECISIONS", "FeatureNetwork", "feature_network_path", "frame_features"]
+__all__ = [
+    "PRECISIONS",
+    "FeatureNetwork",
+    "feature_network_path",
+    "flow_for",
+    "frame_features",
+]
 
 
 def feature_network_path(
@@ -93,6 +100,24 @@ class FeatureNetwork:
             raise ValueError(
                 f"{self.path.name}: a feature network needs inputs image and boxes, has {names}"
             )
+        #: The DIS preset of this network's flow images (a flow network; None otherwise).
+        self.flow_preset: str | None = None
+        if str(pre.get("stream", "")) == "flow":
+            from reclnet.runtime.camera.flow import DIS_PRESETS, LEGACY_DIS_PRESET
+
+            flow_pre = pre.get("flow_image", {})
+            # Sidecars written before the preset was recorded were made with medium.
+            preset = (
+                flow_pre.get("dis_preset", LEGACY_DIS_PRESET)
+                if isinstance(flow_pre, dict)
+                else None
+            )
+            if preset not in DIS_PRESETS:
+                raise ValueError(
+                    f"{self.path.name}: its sidecar names DIS preset {preset!r}, not one of "
+                    f"{list(DIS_PRESETS)}"
+                )
+            self.flow_preset = str(preset)
         meta = self.artifact.metadata
         # Sidecars written before the frame head existed have the per-box head.
         self.head = str(meta.get("box_head", "box"))
@@ -147,6 +172,28 @@ class FeatureNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def flow_for(network: FeatureNetwork) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The flow function a flow network reads: :func:`~reclnet.runtime.camera.flow.flow_image`
+    with the DIS preset its sidecar names (``reclnet stream``, ``reclnet extract`` and the
+    serve workers all take it from here, so training and streaming compute the same flow).
+
+    Parameters
+    ----------
+    network : FeatureNetwork
+        The ``"flow"`` modality's network.
+
+    Returns
+    -------
+    callable
+        ``(previous uint8 [h, w, 3], current uint8 [h, w, 3]) -> uint8 [h, w, 3]``.
+    """
+    from reclnet.runtime.camera.flow import flow_image
+
+    if network.flow_preset is None:
+        raise ValueError(f"{network.path.name} is not a flow network (its stream is not 'flow')")
+    return functools.partial(flow_image, preset=network.flow_preset)
 
 
 def _no_timer(stage: str) -> nullcontext:

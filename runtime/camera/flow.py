@@ -11,10 +11,29 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FLOW_OFFSET", "FLOW_SCALE", "encode_flow", "flow_image"]
+__all__ = [
+    "DEFAULT_DIS_PRESET",
+    "DIS_PRESETS",
+    "FLOW_OFFSET",
+    "FLOW_SCALE",
+    "LEGACY_DIS_PRESET",
+    "encode_flow",
+    "flow_image",
+]
 
 FLOW_SCALE = 16.0  # image levels per pixel of displacement
 FLOW_OFFSET = 128.0  # image level of zero displacement for the x and y channels
+#: OpenCV DIS presets, fastest first.
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+#: The preset a flow network is exported with (recorded in its sidecar, which
+#: ``reclnet stream`` / ``reclnet extract`` read, so that training and streaming use
+#: the same flow). ``fast``: 5.4 ms a frame at 384 x 288 on one core against 17.9 for
+#: ``medium``, flow images within 1.0 level (of 255; 0.06 px) of ``medium``'s on
+#: average over vtest.avi (docs/camera.md).
+DEFAULT_DIS_PRESET = "fast"
+#: The preset of flow networks whose sidecar does not name one (exported before
+#: 2026-12-01, when ``medium`` was the only flow).
+LEGACY_DIS_PRESET = "medium"
 
 
 def encode_flow(flow: np.ndarray) -> np.ndarray:
@@ -68,7 +87,9 @@ def _gray(image: np.ndarray, name: str) -> np.ndarray:
     raise ValueError(f"{name} must be [H, W] gray or [H, W, 3] BGR, got shape {image.shape}")
 
 
-def flow_image(prev: np.ndarray, cur: np.ndarray, *, preset: str = "medium") -> np.ndarray:
+def flow_image(
+    prev: np.ndarray, cur: np.ndarray, *, preset: str = DEFAULT_DIS_PRESET
+) -> np.ndarray:
     """Optical flow from ``prev`` to ``cur`` (OpenCV DIS) as the paper's flow image.
 
     Parameters
@@ -76,7 +97,9 @@ def flow_image(prev: np.ndarray, cur: np.ndarray, *, preset: str = "medium") -> 
     prev, cur : np.ndarray
         uint8 frames of the same size, ``[H, W, 3]`` BGR (OpenCV order) or ``[H, W]`` gray.
     preset : str
-        DIS preset: ``"ultrafast"``, ``"fast"`` or ``"medium"`` (default).
+        DIS preset, one of :data:`DIS_PRESETS` (default :data:`DEFAULT_DIS_PRESET`);
+        a flow network's sidecar names the one it was exported with
+        (``FeatureNetwork.flow_preset``).
 
     Returns
     -------

@@ -297,7 +297,7 @@ class CameraRunner:
         """Open everything and restore the last snapshot (if any); errors propagate."""
         from reclnet.runtime.backends import load_backend
         from reclnet.runtime.camera.cli import class_names_of
-        from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path
+        from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path, flow_for
         from reclnet.runtime.camera.pipeline import StageTimer, StreamPipeline, TimedRunner
         from reclnet.runtime.camera.source import open_source
         from reclnet.runtime.scorer import OnlineScorer
@@ -329,9 +329,7 @@ class CameraRunner:
             features[modality] = net
         flow = None
         if "flow" in features:
-            from reclnet.runtime.camera.flow import flow_image
-
-            flow = self._flow = _ResumableFlow(flow_image)
+            flow = self._flow = _ResumableFlow(flow_for(features["flow"]))
         source = stack.enter_context(
             open_source(cam.source, retries=cam.retries, backoff=cam.backoff)
         )

@@ -13,6 +13,7 @@ pytest.importorskip("torchvision")
 
 from reclnet.export.features import FeatureNet, export_features  # noqa: E402
 from reclnet.runtime.artifacts import load_artifact  # noqa: E402
+from reclnet.runtime.camera.flow import DEFAULT_DIS_PRESET  # noqa: E402
 
 
 def _boxes(rng: np.random.Generator, h: int, w: int, k: int) -> np.ndarray:
@@ -58,7 +59,55 @@ def test_sidecar_of_feature_network(exported: tuple[FeatureNet, Path]) -> None:
     assert meta["weights"] == "random" and meta["weights_file"] is None
     assert meta["backbone"] == "resnet18"
     assert art.preprocessing["flow_image"]["scale"] == 16.0
+    assert art.preprocessing["flow_image"]["dis_preset"] == DEFAULT_DIS_PRESET
     assert art.preprocessing["channel_order"] == "x, y, magnitude"
+
+
+def _sidecar_with(path: Path, tmp_path: Path, edit) -> Path:
+    """A copy of a feature network whose sidecar's preprocessing ``edit`` changed."""
+    import json
+    import shutil
+
+    from reclnet.runtime.artifacts import sidecar_path
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / path.name
+    shutil.copy(path, out)
+    meta = json.loads(sidecar_path(path).read_text())
+    edit(meta["preprocessing"])
+    sidecar_path(out).write_text(json.dumps(meta))
+    return out
+
+
+@pytest.mark.slow
+def test_the_flow_networks_dis_preset_is_what_stream_and_extract_compute(
+    exported: tuple[FeatureNet, Path], tmp_path: Path
+) -> None:
+    from reclnet.runtime.camera.features import FeatureNetwork, flow_for
+    from reclnet.runtime.camera.flow import DIS_PRESETS, LEGACY_DIS_PRESET, flow_image
+
+    _, path = exported
+    rng = np.random.default_rng(5)
+    prev = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    cur = np.roll(prev, 2, axis=1)
+    with FeatureNetwork(path) as net:
+        assert net.flow_preset == DEFAULT_DIS_PRESET
+        np.testing.assert_array_equal(
+            flow_for(net)(prev, cur), flow_image(prev, cur, preset=DEFAULT_DIS_PRESET)
+        )
+    # A sidecar from before the preset was recorded: medium, what those were made with.
+    legacy = _sidecar_with(path, tmp_path, lambda pre: pre["flow_image"].pop("dis_preset"))
+    with FeatureNetwork(legacy) as net:
+        assert net.flow_preset == LEGACY_DIS_PRESET == "medium"
+        np.testing.assert_array_equal(
+            flow_for(net)(prev, cur), flow_image(prev, cur, preset="medium")
+        )
+    assert set(DIS_PRESETS) == {"ultrafast", "fast", "medium"}
+    bad = _sidecar_with(
+        path, tmp_path / "bad", lambda pre: pre["flow_image"].update(dis_preset="x")
+    )
+    with pytest.raises(ValueError, match=r"names DIS preset 'x', not one of"):
+        FeatureNetwork(bad)
 
 
 def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
@@ -267,3 +316,11 @@ def test_feature_network_path(tmp_path: Path) -> None:
     assert feature_network_path(tmp_path, "rgb", "fp32").name == "features_rgb.onnx"
     with pytest.raises(ValueError, match="unknown precision"):
         feature_network_path(tmp_path, "rgb", "fp16")
+
+
+def test_flow_preset_options_are_checked_before_any_export(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="flow_preset is for the flow stream, not 'rgb'"):
+        export_features(tmp_path / "features_rgb.onnx", stream="rgb", flow_preset="fast")
+    with pytest.raises(ValueError, match=r"unknown DIS preset 'slow'; use one of"):
+        export_features(tmp_path / "features_flow.onnx", stream="flow", flow_preset="slow")
+    assert not list(tmp_path.iterdir())

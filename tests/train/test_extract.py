@@ -84,8 +84,7 @@ def test_features_equal_the_stream_pipelines(
 ) -> None:
     """Stream the same video with the same tracks (pipelined, as reclnet stream): same features."""
     from reclnet.runtime.backends import load_backend
-    from reclnet.runtime.camera.features import FeatureNetwork
-    from reclnet.runtime.camera.flow import flow_image
+    from reclnet.runtime.camera.features import FeatureNetwork, flow_for
     from reclnet.runtime.camera.pipeline import MotPersons, StageTimer, StreamPipeline, TimedRunner
     from reclnet.runtime.camera.source import FileSource
     from reclnet.runtime.scorer import OnlineScorer
@@ -121,7 +120,7 @@ def test_features_equal_the_stream_pipelines(
             nets,
             timer=timer,
             class_names=rendered.classes,
-            flow=flow_image,
+            flow=flow_for(nets["flow"].net),  # as reclnet stream: the sidecar's DIS preset
             feature_scale=0.5,  # reclnet stream's default, and extract's
         ) as pipeline:
             pipeline.run(
