@@ -394,11 +394,15 @@ class MotionGatedHogDetector:
     at least as large as HOG's window plus its padding at ``upscale``, its
     origin put on the ``win_stride`` grid (so HOG's first pyramid level sees
     the windows of a full-frame run) and near regions are merged, so no person
-    is cut between two crops. The whole frame is searched instead on the first
-    ``warmup`` calls (the background model is empty), every ``full_every``-th
-    call (people who appear without moving, in parts of the frame that do not
-    move) and when the regions cover more than ``max_fraction`` of the frame
-    (cropping would save nothing).
+    is cut between two crops. People who appear without moving, in parts of the
+    frame that do not move, are found by a sweep: each call also searches one of
+    ``full_every`` full-height bands of the frame, in turn, so every pixel is
+    searched once every ``full_every`` calls at a constant cost per call (with
+    ``sweep=False``, the whole frame every ``full_every``-th call instead: the
+    same coverage in one burst, which sets the camera path's p99 latency). The
+    whole frame is searched on the first ``warmup`` calls (the background model
+    is empty) and when the regions cover more than ``max_fraction`` of the
+    frame (cropping would save nothing).
 
     A moving camera makes the whole frame foreground: every call then falls
     back to the full frame, the background model only adding its cost.
@@ -411,8 +415,11 @@ class MotionGatedHogDetector:
     upscale, win_stride, scale, score_threshold, nms_iou
         :class:`HogPersonDetector`'s options, with its defaults.
     full_every : int
-        Search the whole frame on every ``full_every``-th call (1: always, the
-        plain :class:`HogPersonDetector`).
+        Every part of the frame is searched at least once every ``full_every``
+        calls (1: the whole frame on every call, the plain :class:`HogPersonDetector`).
+    sweep : bool
+        Cover the frame with one band per call (True) or with the whole frame
+        every ``full_every``-th call (False).
     max_fraction : float
         In ``[0, 1]``: regions covering more than this fraction of the frame
         are replaced by the whole frame.
@@ -454,6 +461,7 @@ class MotionGatedHogDetector:
         score_threshold: float = 0.3,
         nms_iou: float = 0.45,
         full_every: int = 10,
+        sweep: bool = True,
         max_fraction: float = 0.6,
         margin: int = 16,
         background_scale: float = 0.25,
@@ -485,7 +493,10 @@ class MotionGatedHogDetector:
             # NaN fails every comparison, so it is refused too.
             if not (is_int if name in integers else is_real) or not ok(value):
                 raise ValueError(f"MotionGatedHogDetector: {name} must be {what}, got {value!r}")
+        if not isinstance(sweep, bool):
+            raise ValueError(f"MotionGatedHogDetector: sweep must be True or False, got {sweep!r}")
         self.full_every = int(full_every)
+        self.sweep = sweep
         self.max_fraction = float(max_fraction)
         self.margin = int(margin)
         self.background_scale = float(background_scale)
@@ -569,7 +580,8 @@ class MotionGatedHogDetector:
         -------
         np.ndarray
             int32 ``[R, 4]`` ``x1 y1 x2 y2`` in frame pixels (``x2``, ``y2``
-            exclusive), disjoint, ``x1`` and ``y1`` multiples of ``win_stride``,
+            exclusive), disjoint (but for the sweep's band, the last row, which may
+            overlap the others), ``x1`` and ``y1`` multiples of ``win_stride``,
             each at least :attr:`min_size` (smaller only in a smaller frame);
             ``[[0, 0, W, H]]`` when the whole frame is searched, ``[0, 4]`` when
             nothing moved and nobody was found last time.
@@ -595,7 +607,20 @@ class MotionGatedHogDetector:
         call, self.calls = self.calls, self.calls + 1
         regions = self._grow_and_merge(candidates, w, h)
         fraction = float(np.prod(regions[:, 2:] - regions[:, :2], axis=1).sum()) / (w * h)
-        full = call < self.warmup or call % self.full_every == 0 or fraction > self.max_fraction
+        # full_every = 1 is the whole frame on every call, sweep or not.
+        periodic = (not self.sweep or self.full_every == 1) and call % self.full_every == 0
+        full = call < self.warmup or periodic or fraction > self.max_fraction
+        if self.sweep and not full and self.full_every > 1:
+            # This call's band of the sweep, searched as a region of its own (merged with
+            # the others, its union with them would span the frame's height and width):
+            # full height, 1 / full_every of the width plus HOG's minimum width, so
+            # that consecutive bands overlap by a whole window and nobody falls between.
+            k, stride = call % self.full_every, self.hog.win_stride
+            x2 = min(w, -(-(k + 1) * w // self.full_every) + self.min_size[0])
+            # At the right edge, moved left to keep HOG's minimum width.
+            x1 = max(0, min(k * w // self.full_every, x2 - self.min_size[0])) // stride * stride
+            regions = np.concatenate([regions, np.array([[x1, 0, x2, h]], np.int32)])
+            fraction = min(1.0, fraction + (x2 - x1) / w)
         if full:
             regions = np.array([[0, 0, w, h]], np.int32)
             fraction = 1.0
