@@ -37,6 +37,8 @@ from reclnet.benchmarks.bench_floor import int8_floor_kind
 from reclnet.benchmarks.rows import ONNXRUNTIME, OPENVINO, PRECISIONS, TENSORRT, row
 from reclnet.benchmarks.timing import measure
 from reclnet.config import RecLNetConfig
+from reclnet.runtime.backends.openvino import loader as ov_loader
+from reclnet.runtime.backends.openvino.loader import openvino_precision  # noqa: F401 - re-exported
 
 #: Live tracks per step: the floor benchmark's grid and N = 1024 (issue 14 asks for it).
 TRACKS = (1, 8, 32, 128, 256, 1024)
@@ -118,28 +120,6 @@ def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[s
     return feeds
 
 
-def openvino_precision(value: Any) -> str | None:
-    """An ``INFERENCE_PRECISION_HINT`` read back from OpenVINO (``Type.bf16``, ``"bf16"``,
-    ``"<Type: 'bfloat16'>"``, ``"f32"``...) as one of ``rows.PRECISIONS``; None if unknown."""
-    names = [str(value)]
-    for attr in ("get_type_name", "to_string"):
-        method = getattr(value, attr, None)
-        if callable(method):
-            with contextlib.suppress(Exception):
-                names.append(str(method()))
-    text = " ".join(names).lower()
-    # bf16 first: "bfloat16" contains "float16" and "bf16" contains "f16".
-    for precision, spellings in (
-        ("bf16", ("bf16", "bfloat16")),
-        ("fp16", ("f16", "float16")),
-        ("fp32", ("f32", "float32")),
-        ("int8", ("i8", "u8", "int8")),
-    ):
-        if any(s in text for s in spellings):
-            return precision
-    return None
-
-
 #: Our precision names -> OpenVINO's INFERENCE_PRECISION_HINT values.
 OV_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -166,33 +146,23 @@ class _OpenVino:
     """
 
     def __init__(self, model: Any, feeds: dict[str, np.ndarray], precision: str | None = None):
-        import openvino as ov
-
-        core = ov.Core()
-        model = core.read_model(str(model)) if isinstance(model, str | Path) else model.clone()
-        model.reshape({name: list(a.shape) for name, a in feeds.items()})
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if precision is not None:
-            config["INFERENCE_PRECISION_HINT"] = OV_HINTS[precision]
-        self.compiled = core.compile_model(model, "CPU", config)
-        value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        self.hint = str(value)
-        self.inference_precision = openvino_precision(value)
-        self.request = self.compiled.create_infer_request()
-        self.probs = self.compiled.output("probs")
+        # The OpenVINO backend's compile (the project's one OpenVINO import and Core).
+        self._step = ov_loader.compile_model(
+            model,
+            shapes={name: list(a.shape) for name, a in feeds.items()},
+            hint=None if precision is None else OV_HINTS[precision],
+        )
+        self.compiled = self._step.compiled
+        self.hint = self._step.hint
+        self.inference_precision = self._step.inference_precision
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.request.infer(feeds)[self.probs]
+        return self._step(feeds)
 
 
 def openvino_bf16_reason() -> str | None:
     """None when OpenVINO's CPU plugin reports the BF16 capability, else why not."""
-    import openvino as ov
-
-    caps = [str(c).upper() for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
-    if "BF16" in caps:
-        return None
-    return f"OpenVINO reports no BF16 capability on this CPU (capabilities: {', '.join(caps)})"
+    return ov_loader.bf16_reason()
 
 
 def _openvino_int8(fp32: Path) -> Any:
@@ -202,10 +172,9 @@ def _openvino_int8(fp32: Path) -> Any:
     import logging
 
     import nncf
-    import openvino as ov
 
     nncf.set_log_level(logging.ERROR)
-    model = ov.Core().read_model(str(fp32))
+    model = ov_loader.read_model(fp32)
     # NNCF draws a progress bar even at ERROR level: keep it out of the suite's output.
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -355,7 +324,7 @@ def _gpu_reason() -> str | None:
 def _peer_models(files: dict[str, Path], quick: bool) -> dict[str, Any]:
     """What each of :data:`PEERS` compiles (a path or an NNCF model), or why it cannot."""
     try:
-        import openvino  # noqa: F401 - only to say early that the bench extra is absent
+        ov_loader.require_openvino()  # only to say early that the bench extra is absent
     except ImportError as exc:
         why = f"needs {exc.name}, not installed (the bench extra)"
         return {spec.key: why for spec in PEERS}

@@ -29,6 +29,7 @@ BACKENDS: dict[str, str] = {
     "torch": "reclnet.runtime.backends.torch.loader",
     "onnxruntime": "reclnet.runtime.backends.onnxruntime.loader",
     "tensorrt": "reclnet.runtime.backends.tensorrt.loader",
+    "openvino": "reclnet.runtime.backends.openvino.loader",
 }
 
 # name -> top-level packages a backend needs: all of the first tuple, and one of each
@@ -37,6 +38,7 @@ _REQUIRES: dict[str, tuple[tuple[str, ...], ...]] = {
     "torch": (("torch",),),
     "onnxruntime": (("onnxruntime",),),
     "tensorrt": (("tensorrt",), ("cuda", "pycuda")),
+    "openvino": (("openvino",),),
 }
 
 
