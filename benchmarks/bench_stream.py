@@ -17,6 +17,8 @@ Then, in one process, over the same frames of vtest.avi (768x576):
   detect + track | flow + features | step + post-processing + output
   concurrently (the rgb network beside the flow image and the flow network),
   one ONNX Runtime thread per feature session;
+- where OpenVINO is installed and the CPU has bf16 (AMX / AVX-512 BF16): the new
+  default with the feature networks on OpenVINO in bf16 (``--feature-precision bf16``);
 - (full run) the new models and schedule run sequentially, to show what the
   models give and what the pipelining gives; and the new default with HOG on
   the whole frame (``--hog-regions frame``), to show what the gating gives.
@@ -49,6 +51,19 @@ PIPELINE, LIVE = "stream pipeline", "stream pipeline, live 25 fps"
 TODAY = "per-box head fp32, HOG every frame, sequential"
 NEW = "frame head int8, HOG {regions} every {n}, pipelined"
 NEW_SEQ = "frame head int8, HOG {regions} every {n}, sequential"
+NEW_BF16 = "frame head bf16 (OpenVINO), HOG {regions} every {n}, pipelined"
+
+
+def _openvino_bf16() -> bool:
+    """Whether OpenVINO is installed and reports bf16 on this CPU (the bf16 row runs)."""
+    try:
+        from reclnet.runtime.backends.openvino.loader import bf16_reason
+
+        return bf16_reason() is None
+    except ImportError:
+        return False
+
+
 LIVE_FPS = 25.0
 
 
@@ -108,6 +123,7 @@ def _run_path(
     frames: int,
     live: bool,
     regions: str = "frame",
+    bf16: bool = False,
 ) -> dict[str, Any]:
     """One pass of one path; wall-clock fps, per-stage ms, people per frame (and live latency)."""
     from reclnet.runtime.backends import load_backend
@@ -125,13 +141,17 @@ def _run_path(
     from reclnet.runtime.scorer import OnlineScorer
 
     paths = _paths(model_dir, today)
+    backend = "onnxruntime"
+    if bf16:  # the fp32 networks on OpenVINO in bf16 (--feature-precision bf16)
+        paths = {m: model_dir / f"features_{m}.onnx" for m in ("rgb", "flow")}
+        backend = "openvino"
     threads = None if not pipelined else 1
     with (
         load_backend(
             "onnxruntime", model=model_dir / ("step.onnx" if today else "step.int8.onnx")
         ) as runner,
-        FeatureNetwork(paths["rgb"], threads=threads) as rgb,
-        FeatureNetwork(paths["flow"], threads=threads) as flow_net,
+        FeatureNetwork(paths["rgb"], threads=threads, backend=backend) as rgb,
+        FeatureNetwork(paths["flow"], threads=threads, backend=backend) as flow_net,
         FileSource(VTEST) as source,
     ):
         timer = StageTimer()
@@ -227,13 +247,15 @@ def run(quick: bool = False) -> list[dict]:
 
     frames = 60 if quick else 200
     live_frames = 100 if quick else 250  # captured at 25 fps: 4 / 10 s of camera
-    # (variant, today, pipelined, detect every, HOG regions)
-    paths = [(TODAY, True, False, 1, "frame")]
+    # (variant, today, pipelined, detect every, HOG regions, bf16 features)
+    paths = [(TODAY, True, False, 1, "frame", False)]
     if not quick:
-        paths.append((NEW_SEQ.format(regions=R, n=N), False, False, N, R))
+        paths.append((NEW_SEQ.format(regions=R, n=N), False, False, N, R, False))
         if R != "frame":
-            paths.append((NEW.format(regions="frame", n=N), False, True, N, "frame"))
-    paths.append((NEW.format(regions=R, n=N), False, True, N, R))
+            paths.append((NEW.format(regions="frame", n=N), False, True, N, "frame", False))
+    paths.append((NEW.format(regions=R, n=N), False, True, N, R, False))
+    if _openvino_bf16():
+        paths.append((NEW_BF16.format(regions=R, n=N), False, True, N, R, True))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = export_default_models(Path(tmp))
@@ -243,7 +265,7 @@ def run(quick: bool = False) -> list[dict]:
         )
         base: dict | None = None
         base_people = None
-        for variant, today, pipelined, every, regions in paths:
+        for variant, today, pipelined, every, regions, bf16 in paths:
             r = _run_path(
                 model_dir,
                 today=today,
@@ -252,6 +274,7 @@ def run(quick: bool = False) -> list[dict]:
                 frames=frames,
                 live=False,
                 regions=regions,
+                bf16=bf16,
             )
             if base_people is None:
                 base_people = r["people_per_frame"]
@@ -268,7 +291,7 @@ def run(quick: bool = False) -> list[dict]:
                     r["ms_per_frame"],
                     max(r["gap_ms"][1], r["ms_per_frame"]),
                 ),
-                precision="fp32" if today else "int8",
+                precision="fp32" if today else ("bf16" if bf16 else "int8"),
                 variant=variant,
                 baseline=base,
                 label=f"end to end: {variant}",
@@ -299,6 +322,7 @@ def run(quick: bool = False) -> list[dict]:
                 frames=live_frames,
                 live=True,
                 regions=regions,
+                bf16=bf16,
             )
             rows.append(
                 row(
@@ -307,7 +331,7 @@ def run(quick: bool = False) -> list[dict]:
                     LIVE,
                     unit="ms",
                     stats=live["latency_ms"],
-                    precision="fp32" if today else "int8",
+                    precision="fp32" if today else ("bf16" if bf16 else "int8"),
                     variant=variant,
                     label=f"capture-to-output latency (p50; p99 apart), live 25 fps: {variant}",
                     statistic="median of capture-to-output latency",

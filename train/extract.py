@@ -62,6 +62,7 @@ import numpy as np
 
 from reclnet.argparsing import ArgumentParser, positive_int
 from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY, DEFAULT_HOG_REGIONS, HOG_REGIONS
+from reclnet.runtime.camera.features import FEATURE_PRECISIONS
 from reclnet.runtime.offline.tubes import Tube
 
 __all__ = [
@@ -493,13 +494,12 @@ class _Networks:
     """A process's feature networks, loaded once for all the videos it extracts."""
 
     def __init__(self, settings: ExtractSettings) -> None:
-        from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path
+        from reclnet.runtime.camera.features import open_feature_network
 
         self.settings = settings
         self.nets = {
-            m: FeatureNetwork(
-                feature_network_path(settings.model_dir, m, settings.feature_precision),
-                threads=settings.threads,
+            m: open_feature_network(
+                settings.model_dir, m, settings.feature_precision, threads=settings.threads
             )
             for m in settings.modalities
         }
@@ -896,8 +896,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--feature-precision",
         default="auto",
-        choices=["auto", "fp32", "int8"],
-        help="as reclnet stream: the INT8 copy when exported (auto), or fp32 / int8",
+        choices=list(FEATURE_PRECISIONS),
+        help="as reclnet stream: the INT8 copy when exported (auto), fp32 / int8, or bf16 "
+        "(OpenVINO; use the precision you will stream with)",
     )
     p.add_argument("--hog-upscale", type=float, default=1.0, help="built-in detector: upscale")
     p.add_argument(
