@@ -24,6 +24,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -412,8 +413,9 @@ class MotionGatedHogDetector:
 
     Parameters
     ----------
-    upscale, win_stride, scale, score_threshold, nms_iou
-        :class:`HogPersonDetector`'s options, with its defaults.
+    **hog_options
+        :class:`HogPersonDetector`'s options (``upscale``, ``win_stride``, ``scale``,
+        ``score_threshold``, ``nms_iou``), with its defaults.
     full_every : int
         Every part of the frame is searched at least once every ``full_every``
         calls (1: the whole frame on every call, the plain :class:`HogPersonDetector`).
@@ -455,11 +457,6 @@ class MotionGatedHogDetector:
     def __init__(
         self,
         *,
-        upscale: float = 1.0,
-        win_stride: int = 8,
-        scale: float = 1.05,
-        score_threshold: float = 0.3,
-        nms_iou: float = 0.45,
         full_every: int = 10,
         sweep: bool = True,
         max_fraction: float = 0.6,
@@ -468,15 +465,10 @@ class MotionGatedHogDetector:
         min_blob_area: int = 256,
         warmup: int = 1,
         memory: int = 2,
+        **hog_options: Any,
     ) -> None:
-        # HogPersonDetector validates its own options.
-        self.hog = HogPersonDetector(
-            upscale=upscale,
-            win_stride=win_stride,
-            scale=scale,
-            score_threshold=score_threshold,
-            nms_iou=nms_iou,
-        )
+        # HogPersonDetector declares and validates its own options (and their defaults).
+        self.hog = HogPersonDetector(**hog_options)
         checks = [
             ("full_every", full_every, lambda v: v >= 1, "an integer >= 1"),
             ("max_fraction", max_fraction, lambda v: 0 <= v <= 1, "in [0, 1]"),
