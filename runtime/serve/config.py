@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from reclnet.runtime.artifacts import PRECISIONS
+from reclnet.runtime.camera.cli import DEFAULT_HOG_REGIONS, HOG_REGIONS
 
 __all__ = [
     "CameraConfig",
@@ -88,6 +89,7 @@ class CameraConfig:
     threads: int | None = 1
     feature_scale: float = 0.5
     hog_upscale: float = 1.0
+    hog_regions: str = DEFAULT_HOG_REGIONS
     detect_every: int = 1
     lookahead: int | None = None
     threshold: float | None = None
@@ -289,6 +291,11 @@ def _camera(key: str, raw: Mapping[str, Any], base: Path) -> CameraConfig:
             f"{key}.feature_precision: must be one of {', '.join(FEATURE_PRECISIONS)}, "
             f"got {precision!r}"
         )
+    regions = _str(f"{key}.hog_regions", get("hog_regions"))
+    if regions not in HOG_REGIONS:
+        raise ConfigError(
+            f"{key}.hog_regions: must be one of {', '.join(HOG_REGIONS)}, got {regions!r}"
+        )
     return CameraConfig(
         name=name,
         source=source,
@@ -300,6 +307,7 @@ def _camera(key: str, raw: Mapping[str, Any], base: Path) -> CameraConfig:
         threads=_int(f"{key}.threads", get("threads"), 1, optional=True),
         feature_scale=_float(f"{key}.feature_scale", get("feature_scale"), 0, 4, open_low=True),
         hog_upscale=_float(f"{key}.hog_upscale", get("hog_upscale"), 0, 8, open_low=True),
+        hog_regions=regions,
         detect_every=_int(f"{key}.detect_every", get("detect_every"), 1),
         lookahead=_int(f"{key}.lookahead", get("lookahead"), 0, optional=True),
         threshold=_float(f"{key}.threshold", get("threshold"), 0, 1, optional=True),

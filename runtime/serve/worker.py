@@ -375,7 +375,7 @@ class CameraRunner:
         self._t0 = time.perf_counter()
 
     def _persons(self, source: Any) -> Any:
-        from reclnet.runtime.camera.persons import HogPersonDetector, OnnxPersonDetector, read_mot
+        from reclnet.runtime.camera.persons import OnnxPersonDetector, hog_detector, read_mot
         from reclnet.runtime.camera.pipeline import DetectAndTrack, MotPersons
         from reclnet.runtime.camera.tracking import PersonTracker
 
@@ -385,7 +385,7 @@ class CameraRunner:
         detector: Any = (
             OnnxPersonDetector(cam.detector)
             if cam.detector is not None
-            else HogPersonDetector(upscale=cam.hog_upscale)
+            else hog_detector(cam.hog_regions, upscale=cam.hog_upscale)
         )
         return DetectAndTrack(
             detector,

@@ -72,6 +72,10 @@ def test_a_valid_config_resolves_paths_and_defaults(files: Path) -> None:
             lambda r: r["cameras"][0].update(feature_precision="fp16"),
             "cameras[0].feature_precision: must be one of",
         ),
+        (
+            lambda r: r["cameras"][0].update(hog_regions="edges"),
+            "cameras[0].hog_regions: must be one of frame, motion",
+        ),
         (lambda r: r.update(poll_seconds=float("nan")), "poll_seconds: must be finite"),
     ],
 )
