@@ -27,10 +27,12 @@ FLOW_OFFSET = 128.0  # image level of zero displacement for the x and y channels
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 #: The preset a flow network is exported with (recorded in its sidecar, which
 #: ``reclnet stream`` / ``reclnet extract`` read, so that training and streaming use
-#: the same flow). ``fast``: 5.4 ms a frame at 384 x 288 on one core against 17.9 for
-#: ``medium``, flow images within 1.0 level (of 255; 0.06 px) of ``medium``'s on
-#: average over vtest.avi (docs/camera.md).
-DEFAULT_DIS_PRESET = "fast"
+#: the same flow). ``medium``: on the built-in demo (``make demo``) video-mAP@0.5 66.1
+#: against 38.3 with ``fast`` (paired on the smaller pixel pipeline of
+#: tests/test_demo_learns.py, render seeds 0 / 1 / 2: 0.47 / 0.45 / 0.60 against
+#: 0.31 / 0.53 / 0.48). ``fast`` costs 5.4 ms a frame at 384 x 288 on one core against
+#: 17.9 (``reclnet export --flow-preset fast`` where speed matters more; docs/camera.md).
+DEFAULT_DIS_PRESET = "medium"
 #: The preset of flow networks whose sidecar does not name one (exported before
 #: 2026-12-01, when ``medium`` was the only flow).
 LEGACY_DIS_PRESET = "medium"
