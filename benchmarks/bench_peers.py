@@ -124,7 +124,9 @@ def _features(config: RecLNetConfig, n: int, rng: np.random.Generator) -> dict[s
 OV_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
-class _OpenVino:
+def _OpenVino(  # noqa: N802 - the peers' compiled model under its old (class) name
+    model: Any, feeds: dict[str, np.ndarray], precision: str | None = None
+) -> ov_loader.CompiledStep:
     """OpenVINO CPU, compiled for static shapes at one N with the latency hint.
 
     Parameters
@@ -137,27 +139,18 @@ class _OpenVino:
         ``"fp32"`` / ``"bf16"`` / ``"fp16"``: set ``INFERENCE_PRECISION_HINT`` to it; None
         keeps OpenVINO's default for this CPU.
 
-    Attributes
-    ----------
-    inference_precision : str or None
-        The precision the compiled model runs in, read back from it (``rows.PRECISIONS``).
-    hint : str
-        The raw ``INFERENCE_PRECISION_HINT`` value read back.
+    Returns
+    -------
+    CompiledStep
+        The OpenVINO backend's compile (the project's one OpenVINO import and Core):
+        called with ``feeds`` it returns ``probs``; ``inference_precision`` is the
+        precision it runs in, read back (``rows.PRECISIONS``), ``hint`` the raw value.
     """
-
-    def __init__(self, model: Any, feeds: dict[str, np.ndarray], precision: str | None = None):
-        # The OpenVINO backend's compile (the project's one OpenVINO import and Core).
-        self._step = ov_loader.compile_model(
-            model,
-            shapes={name: list(a.shape) for name, a in feeds.items()},
-            hint=None if precision is None else OV_HINTS[precision],
-        )
-        self.compiled = self._step.compiled
-        self.hint = self._step.hint
-        self.inference_precision = self._step.inference_precision
-
-    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self._step(feeds)
+    return ov_loader.compile_model(
+        model,
+        shapes={name: list(a.shape) for name, a in feeds.items()},
+        hint=None if precision is None else OV_HINTS[precision],
+    )
 
 
 def openvino_bf16_reason() -> str | None:
@@ -385,7 +378,7 @@ def run(quick: bool = False) -> list[dict]:
             modality_feeds = {k: feeds[k] for k in config.modalities}
             # OpenVINO's default for an fp32 model (bf16 where the CPU has it, else fp32),
             # compiled in the fp32 group and timed again beside our INT8 default.
-            ov_default: _OpenVino | None = None
+            ov_default: ov_loader.CompiledStep | None = None
             for prec in ("fp32", "int8"):
                 variant = "step.onnx" if prec == "fp32" else f"step.int8.onnx, {int8_variant}"
                 kind = "fp32_exported" if prec == "fp32" else int8_floor_kind(int8_variant)
@@ -398,7 +391,7 @@ def run(quick: bool = False) -> list[dict]:
                     continue
                 ours = partial(runners[prec].step, modality_feeds, feeds["state"])
                 fns: dict[str, Callable[[], object]] = {"ours": ours}
-                compiled: dict[str, _OpenVino] = {}
+                compiled: dict[str, ov_loader.CompiledStep] = {}
                 for spec in (s for s in PEERS if s.ours == prec):
                     model = models[spec.key]
                     if isinstance(model, str):  # skipped above

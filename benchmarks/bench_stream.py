@@ -108,10 +108,12 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
-def _paths(model_dir: Path, today: bool) -> dict[str, Path]:
+def _paths(model_dir: Path, today: bool, bf16: bool = False) -> dict[str, Path]:
     if today:
         return {m: model_dir / "box" / f"features_{m}.onnx" for m in ("rgb", "flow")}
-    return {m: model_dir / f"features_{m}.int8.onnx" for m in ("rgb", "flow")}
+    # bf16: the fp32 networks, which OpenVINO runs in bf16 (--feature-precision bf16).
+    suffix = ".onnx" if bf16 else ".int8.onnx"
+    return {m: model_dir / f"features_{m}{suffix}" for m in ("rgb", "flow")}
 
 
 def _run_path(
@@ -140,11 +142,8 @@ def _run_path(
     from reclnet.runtime.camera.tracking import PersonTracker
     from reclnet.runtime.scorer import OnlineScorer
 
-    paths = _paths(model_dir, today)
-    backend = "onnxruntime"
-    if bf16:  # the fp32 networks on OpenVINO in bf16 (--feature-precision bf16)
-        paths = {m: model_dir / f"features_{m}.onnx" for m in ("rgb", "flow")}
-        backend = "openvino"
+    paths = _paths(model_dir, today, bf16)
+    backend = "openvino" if bf16 else "onnxruntime"
     threads = None if not pipelined else 1
     with (
         load_backend(

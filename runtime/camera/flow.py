@@ -110,18 +110,14 @@ def flow_image(
     """
     import cv2
 
-    presets = {
-        "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-        "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-        "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-    }
-    if preset not in presets:
-        raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(presets)}")
+    if preset not in DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {preset!r}; choose one of {sorted(DIS_PRESETS)}")
     a, b = _gray(prev, "prev"), _gray(cur, "cur")
     if a.shape != b.shape:
         raise ValueError(f"prev and cur differ in size: {a.shape} vs {b.shape}")
     if min(a.shape) < 8:
         raise ValueError(f"frames must be at least 8 x 8 pixels, got {a.shape}")
-    dis = cv2.DISOpticalFlow_create(presets[preset])
+    # DIS_PRESETS names OpenCV's DISOPTICAL_FLOW_PRESET_* constants.
+    dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
     flow = dis.calc(a, b, None)
     return encode_flow(flow)

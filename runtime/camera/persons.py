@@ -9,8 +9,8 @@ Four ways to get person boxes for a frame:
   detector: no weights to download, about 3 people a frame on ``vtest.avi`` at
   native size;
 * :class:`MotionGatedHogDetector`, the same HOG run only on the regions of a
-  static camera's frame that moved or held people on its previous call
-  (a background model decides), the whole frame now and then;
+  static camera's frame that moved or held people on its last calls
+  (a background model decides), plus one band of a sweep over the frame;
 * :class:`OnnxPersonDetector`, a user's ONNX detector run by OpenCV's DNN
   module, with the input / output format documented on the class.
 
@@ -639,7 +639,7 @@ class MotionGatedHogDetector:
         # Open: drop isolated noisy pixels; dilate: reconnect a person split into parts.
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         mask = cv2.dilate(mask, self._kernel, iterations=2)
-        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         stats = stats[1:]  # label 0 is the background
         stats = stats[stats[:, cv2.CC_STAT_AREA] >= self.min_blob_area * s * s]
         if len(stats) == 0:
