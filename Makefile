@@ -3,7 +3,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.reclnet-installed
-EXTRAS ?= train,ort,video,dev,cluster
+EXTRAS ?= train,ort,openvino,video,dev,cluster
 
 .PHONY: install demo test lint format check-c c-defaults bench clean
 

@@ -39,7 +39,7 @@ from reclnet.benchmarks.timing import Timing, measure_each
 from reclnet.config import PostprocessConfig
 from reclnet.runtime.backends import StepRunner
 
-TRACKS = (1, 10, 50, 100, 200)
+TRACKS = (1, 10, 50, 100, 200, 1000)  # 1000: the 25 fps stretch of #14
 BUDGET_MS = 40.0  # 25 fps
 NAIVE = "naive per-track torch loop + numpy median"
 CASE = "OnlineScorer.update"

@@ -10,15 +10,17 @@ Then, in one process, over the same frames of vtest.avi (768x576):
 - **today's path** (the baseline): per-box head in float32, OpenCV's HOG at
   native size on every frame, the stages one after another;
 - **the new default** (what ``reclnet stream`` runs): INT8 step, frame head in
-  INT8, HOG (``--hog-regions`` default: on the regions that moved or held people,
+  INT8 on the default feature backend (OpenVINO where installed, else ONNX
+  Runtime: :func:`~reclnet.runtime.camera.features.feature_backend`), HOG (``--hog-regions`` default: on the regions that moved or held people,
   the whole frame now and then) every
   :data:`~reclnet.runtime.camera.cli.DEFAULT_DETECT_EVERY` frames with
   the tracker predicting in between, in its own pipeline stage, decode |
   detect + track | flow + features | step + post-processing + output
   concurrently (the rgb network beside the flow image and the flow network),
-  one ONNX Runtime thread per feature session;
-- where OpenVINO is installed and the CPU has bf16 (AMX / AVX-512 BF16): the new
-  default with the feature networks on OpenVINO in bf16 (``--feature-precision bf16``);
+  one thread per feature session;
+- where OpenVINO is the default feature backend: the same INT8 networks on ONNX
+  Runtime (``--feature-backend onnxruntime``), and, where the CPU has bf16 (AMX /
+  AVX-512 BF16), the float networks on OpenVINO in bf16 (``--feature-precision bf16``);
 - (full run) the new models and schedule run sequentially, to show what the
   models give and what the pipelining gives; and the new default with HOG on
   the whole frame (``--hog-regions frame``), to show what the gating gives.
@@ -49,9 +51,8 @@ CASE = "vtest.avi 768x576"
 PIPELINE, LIVE = "stream pipeline", "stream pipeline, live 25 fps"
 #: variants: today's path (the baseline), the new default, and the new models run sequentially.
 TODAY = "per-box head fp32, HOG every frame, sequential"
-NEW = "frame head int8, HOG {regions} every {n}, pipelined"
-NEW_SEQ = "frame head int8, HOG {regions} every {n}, sequential"
-NEW_BF16 = "frame head bf16 (OpenVINO), HOG {regions} every {n}, pipelined"
+NEW = "frame head {precision} ({backend}), HOG {regions} every {n}, pipelined"
+NEW_SEQ = "frame head {precision} ({backend}), HOG {regions} every {n}, sequential"
 
 
 def _openvino_bf16() -> bool:
@@ -108,12 +109,13 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
-def _paths(model_dir: Path, today: bool, bf16: bool = False) -> dict[str, Path]:
+def _paths(model_dir: Path, today: bool, precision: str = "int8") -> dict[str, Path]:
+    from reclnet.runtime.camera.features import feature_network_path
+
     if today:
         return {m: model_dir / "box" / f"features_{m}.onnx" for m in ("rgb", "flow")}
     # bf16: the fp32 networks, which OpenVINO runs in bf16 (--feature-precision bf16).
-    suffix = ".onnx" if bf16 else ".int8.onnx"
-    return {m: model_dir / f"features_{m}{suffix}" for m in ("rgb", "flow")}
+    return {m: feature_network_path(model_dir, m, precision) for m in ("rgb", "flow")}
 
 
 def _run_path(
@@ -125,7 +127,8 @@ def _run_path(
     frames: int,
     live: bool,
     regions: str = "frame",
-    bf16: bool = False,
+    precision: str = "int8",
+    backend: str = "onnxruntime",
 ) -> dict[str, Any]:
     """One pass of one path; wall-clock fps, per-stage ms, people per frame (and live latency)."""
     from reclnet.runtime.backends import load_backend
@@ -142,15 +145,16 @@ def _run_path(
     from reclnet.runtime.camera.tracking import PersonTracker
     from reclnet.runtime.scorer import OnlineScorer
 
-    paths = _paths(model_dir, today, bf16)
-    backend = "openvino" if bf16 else "onnxruntime"
+    paths = _paths(model_dir, today, precision)
+    bf16 = precision == "bf16" and not today
+    backend = "onnxruntime" if today else backend
     threads = None if not pipelined else 1
     with (
         load_backend(
             "onnxruntime", model=model_dir / ("step.onnx" if today else "step.int8.onnx")
         ) as runner,
-        FeatureNetwork(paths["rgb"], threads=threads, backend=backend) as rgb,
-        FeatureNetwork(paths["flow"], threads=threads, backend=backend) as flow_net,
+        FeatureNetwork(paths["rgb"], threads=threads, backend=backend, bf16=bf16) as rgb,
+        FeatureNetwork(paths["flow"], threads=threads, backend=backend, bf16=bf16) as flow_net,
         FileSource(VTEST) as source,
     ):
         timer = StageTimer()
@@ -243,28 +247,42 @@ def run(quick: bool = False) -> list[dict]:
         ]
     from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY as N
     from reclnet.runtime.camera.cli import DEFAULT_HOG_REGIONS as R
+    from reclnet.runtime.camera.features import feature_backend
 
     frames = 60 if quick else 200
     live_frames = 100 if quick else 250  # captured at 25 fps: 4 / 10 s of camera
-    # (variant, today, pipelined, detect every, HOG regions, bf16 features)
-    paths = [(TODAY, True, False, 1, "frame", False)]
+    B = feature_backend()  # the default feature backend here
+    new = {"precision": "int8", "backend": B, "n": N}
+    # (variant, today, pipelined, detect every, HOG regions, feature precision, backend)
+    paths = [(TODAY, True, False, 1, "frame", "fp32", "onnxruntime")]
     if not quick:
-        paths.append((NEW_SEQ.format(regions=R, n=N), False, False, N, R, False))
+        paths.append((NEW_SEQ.format(regions=R, **new), False, False, N, R, "int8", B))
         if R != "frame":
-            paths.append((NEW.format(regions="frame", n=N), False, True, N, "frame", False))
-    paths.append((NEW.format(regions=R, n=N), False, True, N, R, False))
+            paths.append((NEW.format(regions="frame", **new), False, True, N, "frame", "int8", B))
+    paths.append((NEW.format(regions=R, **new), False, True, N, R, "int8", B))
+    if B != "onnxruntime":
+        ort = {**new, "backend": "onnxruntime"}
+        paths.append((NEW.format(regions=R, **ort), False, True, N, R, "int8", "onnxruntime"))
     if _openvino_bf16():
-        paths.append((NEW_BF16.format(regions=R, n=N), False, True, N, R, True))
+        bf16 = {**new, "precision": "bf16", "backend": "openvino"}
+        paths.append((NEW.format(regions=R, **bf16), False, True, N, R, "bf16", "openvino"))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = export_default_models(Path(tmp))
         # Warm-up (sessions, page cache, HOG) outside the timed passes.
         _run_path(
-            model_dir, today=False, pipelined=True, detect_every=N, frames=8, live=False, regions=R
+            model_dir,
+            today=False,
+            pipelined=True,
+            detect_every=N,
+            frames=8,
+            live=False,
+            regions=R,
+            backend=B,
         )
         base: dict | None = None
         base_people = None
-        for variant, today, pipelined, every, regions, bf16 in paths:
+        for variant, today, pipelined, every, regions, precision, backend in paths:
             r = _run_path(
                 model_dir,
                 today=today,
@@ -273,7 +291,8 @@ def run(quick: bool = False) -> list[dict]:
                 frames=frames,
                 live=False,
                 regions=regions,
-                bf16=bf16,
+                precision=precision,
+                backend=backend,
             )
             if base_people is None:
                 base_people = r["people_per_frame"]
@@ -290,7 +309,8 @@ def run(quick: bool = False) -> list[dict]:
                     r["ms_per_frame"],
                     max(r["gap_ms"][1], r["ms_per_frame"]),
                 ),
-                precision="fp32" if today else ("bf16" if bf16 else "int8"),
+                precision=precision,
+                feature_backend=backend,
                 variant=variant,
                 baseline=base,
                 label=f"end to end: {variant}",
@@ -321,7 +341,8 @@ def run(quick: bool = False) -> list[dict]:
                 frames=live_frames,
                 live=True,
                 regions=regions,
-                bf16=bf16,
+                precision=precision,
+                backend=backend,
             )
             rows.append(
                 row(
@@ -330,7 +351,8 @@ def run(quick: bool = False) -> list[dict]:
                     LIVE,
                     unit="ms",
                     stats=live["latency_ms"],
-                    precision="fp32" if today else ("bf16" if bf16 else "int8"),
+                    precision=precision,
+                    feature_backend=backend,
                     variant=variant,
                     label=f"capture-to-output latency (p50; p99 apart), live 25 fps: {variant}",
                     statistic="median of capture-to-output latency",

@@ -62,7 +62,7 @@ import numpy as np
 
 from reclnet.argparsing import ArgumentParser, positive_int
 from reclnet.runtime.camera.cli import DEFAULT_DETECT_EVERY, DEFAULT_HOG_REGIONS, HOG_REGIONS
-from reclnet.runtime.camera.features import FEATURE_PRECISIONS
+from reclnet.runtime.camera.features import FEATURE_BACKENDS, FEATURE_PRECISIONS
 from reclnet.runtime.offline.tubes import Tube
 
 __all__ = [
@@ -413,7 +413,11 @@ class ExtractSettings:
     modalities : tuple of str
         In the model's order.
     feature_precision : str
-        ``"auto"``, ``"fp32"`` or ``"int8"`` (:func:`~reclnet.runtime.camera.features.feature_network_path`).
+        ``"auto"``, ``"fp32"``, ``"int8"`` or ``"bf16"``
+        (:func:`~reclnet.runtime.camera.features.feature_network_path`).
+    feature_backend : str
+        ``"auto"``, ``"onnxruntime"`` or ``"openvino"``
+        (:func:`~reclnet.runtime.camera.features.feature_backend`).
     feature_scale : float
         Frames are resized by this before flow and features.
     float16 : bool
@@ -433,6 +437,7 @@ class ExtractSettings:
     model_dir: str
     modalities: tuple[str, ...]
     feature_precision: str = "auto"
+    feature_backend: str = "auto"
     feature_scale: float = 0.5
     float16: bool = False
     threads: int = 1
@@ -499,7 +504,11 @@ class _Networks:
         self.settings = settings
         self.nets = {
             m: open_feature_network(
-                settings.model_dir, m, settings.feature_precision, threads=settings.threads
+                settings.model_dir,
+                m,
+                settings.feature_precision,
+                backend=settings.feature_backend,
+                threads=settings.threads,
             )
             for m in settings.modalities
         }
@@ -657,7 +666,7 @@ def _worker_run(
 
 def _fingerprint(settings: ExtractSettings, annotations: Annotations, tracks: str) -> dict:
     from reclnet.runtime.artifacts import file_sha256
-    from reclnet.runtime.camera.features import feature_network_path
+    from reclnet.runtime.camera.features import feature_backend, feature_network_path
 
     nets = {
         m: file_sha256(feature_network_path(settings.model_dir, m, settings.feature_precision))
@@ -666,6 +675,8 @@ def _fingerprint(settings: ExtractSettings, annotations: Annotations, tracks: st
     s = asdict(settings)
     s.pop("threads")  # threads change the speed, not the features
     s.pop("model_dir")
+    # What runs, not what was asked: auto may resolve differently on another machine.
+    s["feature_backend"] = feature_backend(settings.feature_backend, settings.feature_precision)
     return {
         "format": PARTS_FORMAT,
         "settings": s,
@@ -900,6 +911,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="as reclnet stream: the INT8 copy when exported (auto), fp32 / int8, or bf16 "
         "(OpenVINO; use the precision you will stream with)",
     )
+    p.add_argument(
+        "--feature-backend",
+        default="auto",
+        choices=list(FEATURE_BACKENDS),
+        help="as reclnet stream: OpenVINO when installed, else ONNX Runtime (auto), or one of them",
+    )
     p.add_argument("--hog-upscale", type=float, default=1.0, help="built-in detector: upscale")
     p.add_argument(
         "--hog-regions",
@@ -947,6 +964,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir=str(args.model),
         modalities=tuple(sizes),
         feature_precision=args.feature_precision,
+        feature_backend=args.feature_backend,
         feature_scale=float(args.feature_scale),
         float16=bool(args.float16),
         threads=int(args.threads),

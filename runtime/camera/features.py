@@ -7,9 +7,12 @@ value range, whether normalization is inside the graph), and so is which box
 head it has (``box_head``: ``"frame"``, the backbone once per frame and every
 box pooled from its last feature map, or ``"box"``, layer4 run per box) and
 its precision (``"int8"`` for a :func:`reclnet.export.features.quantize_features`
-copy, ``features_<modality>.int8.onnx``). The session is ONNX Runtime's, made
-by the ONNX Runtime backend module when a network is loaded, on the CPU by
-default.
+copy, ``features_<modality>.int8.onnx``). It runs on ONNX Runtime (the session
+made by the ONNX Runtime backend module) or on OpenVINO's CPU plugin (compiled by
+the OpenVINO backend's loader, the one module importing openvino): the same file,
+its QDQ INT8 copy included, on either. :func:`feature_backend` picks OpenVINO by
+default where it is installed (measured faster on the same INT8 file, see
+:data:`FEATURE_BACKENDS`).
 
 :func:`frame_features` is the one definition of a frame's per-track features
 (resize, flow image, every modality's network over the tracks' boxes): the
@@ -34,9 +37,11 @@ import numpy as np
 from reclnet.runtime.artifacts import PRECISIONS, load_artifact, model_file
 
 __all__ = [
+    "FEATURE_BACKENDS",
     "FEATURE_PRECISIONS",
     "PRECISIONS",
     "FeatureNetwork",
+    "feature_backend",
     "feature_network_path",
     "flow_for",
     "frame_features",
@@ -50,6 +55,44 @@ __all__ = [
 #: boxes: ORT fp32 40.9 ms, ORT INT8 16.1 ms (cosine to fp32 0.99992, max relative error
 #: 1.5%), OpenVINO bf16 12.6 ms (0.99999, 0.5%).
 FEATURE_PRECISIONS = (*PRECISIONS, "bf16")
+#: ``--feature-backend`` values. ``auto`` is OpenVINO where the ``openvino`` extra imports,
+#: else ONNX Runtime: on the same static INT8 (QDQ) file OpenVINO's CPU plugin runs
+#: oneDNN's INT8 convolutions. Measured on the 2-core Xeon with AMX (one thread, 384 x 288,
+#: 4 boxes, the default frame head): ONNX Runtime 19.9 ms, OpenVINO 7.7 ms, the same
+#: cosine to fp32 (0.99992). Not measured on an AVX2-only CPU (AMD): ``onnxruntime``
+#: there is one flag away, and ``reclnet stream`` prints which backend ran.
+FEATURE_BACKENDS = ("auto", "onnxruntime", "openvino")
+
+
+def feature_backend(backend: str = "auto", precision: str = "auto") -> str:
+    """The backend that runs the feature networks: ``"onnxruntime"`` or ``"openvino"``.
+
+    Parameters
+    ----------
+    backend : str
+        A :data:`FEATURE_BACKENDS` value; ``auto`` is OpenVINO when ``openvino``
+        imports, else ONNX Runtime.
+    precision : str
+        A :data:`FEATURE_PRECISIONS` value; ``bf16`` runs on OpenVINO only.
+
+    Raises
+    ------
+    ValueError
+        Unknown backend or precision, or ``bf16`` on ONNX Runtime.
+    """
+    if backend not in FEATURE_BACKENDS:
+        raise ValueError(f"unknown feature backend {backend!r}; choose one of {FEATURE_BACKENDS}")
+    if precision not in FEATURE_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {FEATURE_PRECISIONS}")
+    if precision == "bf16":
+        if backend == "onnxruntime":
+            raise ValueError("bf16 feature networks run on OpenVINO, not ONNX Runtime")
+        return "openvino"
+    if backend == "auto":
+        from reclnet.runtime.backends.openvino.loader import openvino_importable
+
+        return "openvino" if openvino_importable() else "onnxruntime"
+    return backend
 
 
 def feature_network_path(
@@ -72,22 +115,29 @@ def open_feature_network(
     modality: str,
     precision: str = "auto",
     *,
+    backend: str = "auto",
     threads: int | None = None,
 ) -> FeatureNetwork:
-    """The feature network of ``modality`` for ``precision`` (a :data:`FEATURE_PRECISIONS` value),
-    on ONNX Runtime, or on OpenVINO for ``bf16``: what ``reclnet stream`` and
-    ``reclnet extract`` run.
+    """The feature network of ``modality`` for ``precision`` (a :data:`FEATURE_PRECISIONS`
+    value) on ``backend`` (a :data:`FEATURE_BACKENDS` value, see :func:`feature_backend`):
+    what ``reclnet stream``, ``reclnet extract`` and the serve workers run.
 
     Raises
     ------
     reclnet.runtime.artifacts.ArtifactError
         Missing, corrupt or foreign artifact.
+    ValueError
+        Unknown precision or backend, ``bf16`` on ONNX Runtime.
     ImportError
-        ``bf16`` without the ``openvino`` extra.
+        OpenVINO asked for (``backend="openvino"`` or ``bf16``) without the ``openvino`` extra.
     """
     path = feature_network_path(model_dir, modality, precision)
-    backend = "openvino" if precision == "bf16" else "onnxruntime"
-    return FeatureNetwork(path, threads=threads, backend=backend)
+    return FeatureNetwork(
+        path,
+        threads=threads,
+        backend=feature_backend(backend, precision),
+        bf16=precision == "bf16",
+    )
 
 
 class FeatureNetwork:
@@ -102,8 +152,11 @@ class FeatureNetwork:
     providers : list of str
         ONNX Runtime execution providers.
     backend : str
-        ``"onnxruntime"``, or ``"openvino"``: OpenVINO's CPU plugin with the bf16
-        precision hint (a float32 file; ``precision`` then says what ran, read back).
+        ``"onnxruntime"``, or ``"openvino"``: OpenVINO's CPU plugin (either file: the
+        INT8 copy's quantized operators run in INT8, the rest in f32).
+    bf16 : bool
+        OpenVINO only, the float32 file only: the bf16 precision hint (``precision``
+        then says what ran, read back: bf16 where the CPU has it, fp32 elsewhere).
 
     Raises
     ------
@@ -111,6 +164,8 @@ class FeatureNetwork:
         Missing, corrupt or foreign artifact.
     ImportError
         ``backend="openvino"`` without the ``openvino`` extra.
+    ValueError
+        Unknown backend, ``bf16`` on ONNX Runtime or on an INT8 copy.
     """
 
     def __init__(
@@ -120,9 +175,12 @@ class FeatureNetwork:
         threads: int | None = None,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         backend: str = "onnxruntime",
+        bf16: bool = False,
     ) -> None:
         if backend not in ("onnxruntime", "openvino"):
             raise ValueError(f"unknown feature backend {backend!r}; use onnxruntime or openvino")
+        if bf16 and backend != "openvino":
+            raise ValueError("bf16 feature networks run on OpenVINO, not ONNX Runtime")
         self.artifact = load_artifact(path, kind="features")
         self.path = Path(path)
         pre: dict[str, Any] = self.artifact.preprocessing
@@ -142,12 +200,17 @@ class FeatureNetwork:
             # openvino is imported by the OpenVINO backend's loader only.
             from reclnet.runtime.backends.openvino.loader import compile_model
 
-            if self.artifact.metadata.get("precision", "fp32") != "fp32":
+            file_precision = self.artifact.metadata.get("precision", "fp32")
+            if bf16 and file_precision != "fp32":
                 raise ValueError(
                     f"{self.path.name}: OpenVINO bf16 runs the float32 network, not this "
-                    f"{self.artifact.metadata.get('precision')} copy"
+                    f"{file_precision} copy"
                 )
-            self._openvino = compile_model(self.artifact.path, hint="bf16", threads=threads)
+            # f32 for whatever is not quantized: on the INT8 copy it was also the faster
+            # hint (7.7 vs 9.7 ms with bf16, same input as FEATURE_BACKENDS' figures).
+            self._openvino = compile_model(
+                self.artifact.path, hint="bf16" if bf16 else "f32", threads=threads
+            )
             names = sorted(n for port in self._openvino.compiled.inputs for n in port.names)
         else:
             # onnxruntime is imported by the ORT backend module only; loaded here, on first use.
@@ -184,8 +247,9 @@ class FeatureNetwork:
         self.head = str(meta.get("box_head", "box"))
         self.precision = str(meta.get("precision", "fp32"))
         if self._openvino is not None:
-            # What OpenVINO runs, read back (bf16 where the CPU has it, fp32 elsewhere).
-            self.precision = self._openvino.inference_precision or "unknown"
+            if self.precision == "fp32":
+                # What OpenVINO runs, read back (bf16 where the CPU has it, fp32 elsewhere).
+                self.precision = self._openvino.inference_precision or "unknown"
             self.output_name = self.artifact.outputs[0].name
             out_shape = self.artifact.outputs[0].shape
         else:

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reclnet.runtime.artifacts import PRECISIONS
 from reclnet.runtime.camera.cli import DEFAULT_HOG_REGIONS, HOG_REGIONS
+from reclnet.runtime.camera.features import FEATURE_BACKENDS, FEATURE_PRECISIONS
 
 __all__ = [
     "CameraConfig",
@@ -53,8 +53,6 @@ __all__ = [
 
 #: Camera names become file names and parts of event ids.
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-#: As ``reclnet stream --feature-precision`` (``auto``: the INT8 copy when exported).
-FEATURE_PRECISIONS = PRECISIONS
 _NETWORK = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://", "srt://", "http://", "https://")
 
 
@@ -86,6 +84,7 @@ class CameraConfig:
     detector: Path | None = None
     int8: bool = False
     feature_precision: str = "auto"
+    feature_backend: str = "auto"
     threads: int | None = 1
     feature_scale: float = 0.5
     hog_upscale: float = 1.0
@@ -291,6 +290,15 @@ def _camera(key: str, raw: Mapping[str, Any], base: Path) -> CameraConfig:
             f"{key}.feature_precision: must be one of {', '.join(FEATURE_PRECISIONS)}, "
             f"got {precision!r}"
         )
+    backend = _str(f"{key}.feature_backend", get("feature_backend"))
+    if backend not in FEATURE_BACKENDS:
+        raise ConfigError(
+            f"{key}.feature_backend: must be one of {', '.join(FEATURE_BACKENDS)}, got {backend!r}"
+        )
+    if precision == "bf16" and backend == "onnxruntime":
+        raise ConfigError(
+            f"{key}: feature_precision bf16 runs on OpenVINO, not feature_backend onnxruntime"
+        )
     regions = _str(f"{key}.hog_regions", get("hog_regions"))
     if regions not in HOG_REGIONS:
         raise ConfigError(
@@ -304,6 +312,7 @@ def _camera(key: str, raw: Mapping[str, Any], base: Path) -> CameraConfig:
         detector=detector,
         int8=int8,
         feature_precision=precision,
+        feature_backend=backend,
         threads=_int(f"{key}.threads", get("threads"), 1, optional=True),
         feature_scale=_float(f"{key}.feature_scale", get("feature_scale"), 0, 4, open_low=True),
         hog_upscale=_float(f"{key}.hog_upscale", get("hog_upscale"), 0, 8, open_low=True),

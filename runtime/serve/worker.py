@@ -297,7 +297,11 @@ class CameraRunner:
         """Open everything and restore the last snapshot (if any); errors propagate."""
         from reclnet.runtime.backends import load_backend
         from reclnet.runtime.camera.cli import class_names_of
-        from reclnet.runtime.camera.features import FeatureNetwork, feature_network_path, flow_for
+        from reclnet.runtime.camera.features import (
+            feature_network_path,
+            flow_for,
+            open_feature_network,
+        )
         from reclnet.runtime.camera.pipeline import StageTimer, StreamPipeline, TimedRunner
         from reclnet.runtime.camera.source import open_source
         from reclnet.runtime.scorer import OnlineScorer
@@ -320,7 +324,15 @@ class CameraRunner:
         features = {}
         for modality, size in runner.config.modalities.items():
             path = feature_network_path(cam.model, modality, cam.feature_precision)
-            net = stack.enter_context(FeatureNetwork(path, threads=cam.threads))
+            net = stack.enter_context(
+                open_feature_network(
+                    cam.model,
+                    modality,
+                    cam.feature_precision,
+                    backend=cam.feature_backend,
+                    threads=cam.threads,
+                )
+            )
             if net.dim is not None and net.dim != size:
                 raise ValueError(
                     f"{path.name} gives {net.dim}-d features but the step model's "

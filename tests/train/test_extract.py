@@ -84,7 +84,7 @@ def test_features_equal_the_stream_pipelines(
 ) -> None:
     """Stream the same video with the same tracks (pipelined, as reclnet stream): same features."""
     from reclnet.runtime.backends import load_backend
-    from reclnet.runtime.camera.features import FeatureNetwork, flow_for
+    from reclnet.runtime.camera.features import FeatureNetwork, flow_for, open_feature_network
     from reclnet.runtime.camera.pipeline import MotPersons, StageTimer, StreamPipeline, TimedRunner
     from reclnet.runtime.camera.source import FileSource
     from reclnet.runtime.scorer import OnlineScorer
@@ -100,10 +100,8 @@ def test_features_equal_the_stream_pipelines(
             self.calls.append(out.copy())
             return out
 
-    nets = {
-        m: Recorder(FeatureNetwork(model_dir / f"features_{m}.onnx", threads=1))
-        for m in ("rgb", "flow")
-    }
+    # As reclnet extract and reclnet stream open them: auto precision, auto backend.
+    nets = {m: Recorder(open_feature_network(model_dir, m, threads=1)) for m in ("rgb", "flow")}
     seen: list[tuple[int, np.ndarray]] = []
     timer = StageTimer()
     with (

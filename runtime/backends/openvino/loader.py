@@ -45,6 +45,7 @@ __all__ = [
     "compile_model",
     "cpu_capabilities",
     "load",
+    "openvino_importable",
     "openvino_precision",
     "port_specs",
     "read_model",
@@ -79,6 +80,16 @@ def require_openvino() -> Any:
     import openvino
 
     return openvino
+
+
+def openvino_importable() -> bool:
+    """Whether ``openvino`` imports here (imported, not only looked up: a broken install is
+    False): what the feature networks' ``auto`` backend asks."""
+    try:
+        require_openvino()
+    except ImportError:
+        return False
+    return True
 
 
 def openvino_precision(value: Any) -> str | None:

@@ -1,7 +1,9 @@
-"""bf16 feature networks on OpenVINO (``--feature-precision bf16``) against ONNX Runtime fp32."""
+"""Feature networks on OpenVINO: the default backend where installed (INT8 and fp32 files), and
+bf16 (``--feature-precision bf16``), against ONNX Runtime on the same files."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from reclnet.runtime.camera.features import (
     FeatureNetwork,
+    feature_backend,
     feature_network_path,
     open_feature_network,
 )
@@ -74,14 +77,119 @@ def test_bf16_features_match_fp32(model_dir: Path, openvino_installed, modality:
             assert np.abs(got - want).max() <= MAX_RELATIVE * np.abs(want).max()
 
 
-def test_openvino_runs_only_the_float_file(model_dir: Path, openvino_installed) -> None:
-    int8 = feature_network_path(model_dir, "rgb", "int8")
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def int8_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An rgb frame-head network (64-d) with its static INT8 (QDQ) copy."""
+    pytest.importorskip("torch")
+    from reclnet.export.features import export_features
+
+    out = tmp_path_factory.mktemp("int8_features")
+    export_features(out / "features_rgb.onnx", stream="rgb", out_dim=64)
+    return out
+
+
+@pytest.mark.slow
+def test_int8_copy_on_openvino_matches_onnxruntime(int8_dir: Path, openvino_installed) -> None:
+    """The same QDQ file on both backends: OpenVINO's INT8 kernels against MLAS's.
+
+    Each is within the export's INT8 bound of the float network (tests/export/
+    test_features.py: cosine >= 0.99, relative error <= 10%); against each other they
+    differ by rounding of the same quantized arithmetic only (measured: cosine > 0.9999).
+    """
+    path = feature_network_path(int8_dir, "rgb", "int8")
+    with (
+        open_feature_network(int8_dir, "rgb", "int8", backend="openvino", threads=1) as ov,
+        FeatureNetwork(path, threads=1) as ort,
+        FeatureNetwork(feature_network_path(int8_dir, "rgb", "fp32"), threads=1) as fp32,
+    ):
+        assert (ov.backend, ov.precision, ov.path) == ("openvino", "int8", path)
+        assert (ort.backend, ort.precision) == ("onnxruntime", "int8")
+        for seed in range(3):
+            image, boxes = _frame(seed)
+            got, want, ref = ov(image, boxes), ort(image, boxes), fp32(image, boxes)
+            assert got.dtype == np.float32 and got.shape == want.shape == (3, 64)
+            assert _cosine(got, want).min() >= MIN_COSINE
+            assert np.abs(got - want).max() <= MAX_RELATIVE * np.abs(want).max()
+            assert _cosine(got, ref).min() >= 0.99
+            assert np.abs(got - ref).max() <= 0.10 * np.abs(ref).max()
+
+
+def test_auto_backend_is_openvino_where_it_imports(monkeypatch) -> None:
+    expected = "onnxruntime"
+    try:
+        import openvino  # noqa: F401
+
+        expected = "openvino"
+    except ImportError:
+        pass
+    assert feature_backend() == expected
+    assert feature_backend("onnxruntime") == "onnxruntime"
+    assert feature_backend("auto", "bf16") == "openvino"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # not importable
+    assert feature_backend() == "onnxruntime"
+    with pytest.raises(ValueError, match="bf16 feature networks run on OpenVINO"):
+        feature_backend("onnxruntime", "bf16")
+    with pytest.raises(ValueError, match="unknown feature backend 'tvm'"):
+        feature_backend("tvm")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        feature_backend("auto", "fp8")
+
+
+def test_openvino_bf16_runs_only_the_float_file(int8_dir: Path, openvino_installed) -> None:
+    int8 = feature_network_path(int8_dir, "rgb", "int8")
     with pytest.raises(ValueError, match="OpenVINO bf16 runs the float32 network"):
-        FeatureNetwork(int8, backend="openvino")
+        FeatureNetwork(int8, backend="openvino", bf16=True)
+    with pytest.raises(ValueError, match="bf16 feature networks run on OpenVINO"):
+        FeatureNetwork(int8, bf16=True)
     with pytest.raises(ValueError, match="unknown feature backend 'tvm'"):
         FeatureNetwork(int8, backend="tvm")
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        feature_network_path(model_dir, "rgb", "fp8")
+        feature_network_path(int8_dir, "rgb", "fp8")
+
+
+def test_stream_says_which_backend_ran(model_dir: Path, tmp_path: Path, capsys, monkeypatch):
+    from reclnet.runtime.camera.cli import main as stream_main
+
+    args = stream_args(tmp_path, model_dir)
+    assert stream_main([*args, "--feature-backend", "onnxruntime"]) == 0
+    assert re.search(r"features_rgb\S* \(onnxruntime (int8|fp32)\)", capsys.readouterr().out)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # auto without OpenVINO: ONNX Runtime
+    assert stream_main(args) == 0
+    assert re.search(r"features_flow\S* \(onnxruntime (int8|fp32)\)", capsys.readouterr().out)
+    status = stream_main([*args, "--feature-backend", "openvino"])
+    err = capsys.readouterr().err
+    assert status != 0 and "--feature-backend openvino runs the feature networks on OpenVINO" in err
+    status = stream_main([*args, "--feature-backend", "onnxruntime", "--feature-precision", "bf16"])
+    assert status != 0
+    assert "bf16 feature networks run on OpenVINO, not ONNX Runtime" in capsys.readouterr().err
+
+
+def test_stream_with_openvino_features_matches_onnxruntime(
+    model_dir: Path, tmp_path: Path, openvino_installed
+) -> None:
+    """The default stream (auto: OpenVINO here) gives the events of ONNX Runtime's features."""
+    import json
+
+    from reclnet.runtime.camera.cli import main as stream_main
+
+    events = {}
+    for backend in ("openvino", "onnxruntime"):
+        out = tmp_path / backend
+        out.mkdir()
+        args = stream_args(out, model_dir)
+        assert stream_main([*args, "--feature-backend", backend]) == 0
+        lines = (out / "events.jsonl").read_text().splitlines()
+        events[backend] = [json.loads(line) for line in lines]
+    a, b = events["openvino"], events["onnxruntime"]
+    assert len(a) == len(b) > 0
+    keys = ("kind", "frame", "track_id", "label", "first_frame", "last_frame")
+    for x, y in zip(a, b, strict=True):
+        assert [x[k] for k in keys] == [y[k] for k in keys]
+        assert abs(x["score"] - y["score"]) <= 1e-3
 
 
 def test_stream_with_bf16_features_says_what_ran(

@@ -218,3 +218,21 @@ def test_frame_clock_and_merge() -> None:
 def test_queue_size_must_be_positive(model_dir: Path, networks) -> None:
     with pytest.raises(ValueError, match="queue_size"):
         _run(model_dir, networks, MotPersons(_mot()), _frames(3), pipelined=True, queue_size=0)
+
+
+def test_pipelined_matches_sequential_on_openvino_features(model_dir: Path) -> None:
+    """The default feature backend where OpenVINO is installed, in the pipeline's threads."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from reclnet.runtime.camera.features import open_feature_network
+
+    with (
+        open_feature_network(model_dir, "rgb", backend="openvino", threads=1) as rgb,
+        open_feature_network(model_dir, "flow", backend="openvino", threads=1) as flow,
+    ):
+        networks = {"rgb": rgb, "flow": flow}
+        persons = lambda: DetectAndTrack(  # noqa: E731
+            _detector, PersonTracker(frame_size=(W, H)), detect_every=3
+        )
+        seq = _run(model_dir, networks, persons(), _frames())
+        pip = _run(model_dir, networks, persons(), _frames(), pipelined=True, queue_size=2)
+    _same(seq, pip)
