@@ -205,6 +205,8 @@ class OnlineScorer:
         # (slots of the last step, its new states: host array or device handle) whose
         # rows in pool.states are stale until synced.
         self._carry: tuple[np.ndarray, Any] | None = None
+        #: The last frame's track ids, found distinct then (see ``_check_ids``).
+        self._checked_ids: np.ndarray | None = None
 
     # ---------------------------------------------------------------- checks
     def _check_frame(self, frame: Any) -> int:
@@ -218,7 +220,10 @@ class OnlineScorer:
         return frame
 
     @staticmethod
-    def _check_ids(track_ids: Any, what: str = "track_ids") -> np.ndarray:
+    def _check_ids(
+        track_ids: Any, what: str = "track_ids", known: np.ndarray | None = None
+    ) -> np.ndarray:
+        """int64 ``[N]`` copy of distinct ``track_ids``; ``known``: ids already found distinct."""
         ids = np.asarray(track_ids)
         if ids.ndim != 1:
             raise ValueError(f"{what} must be 1-D [N], got shape {ids.shape}")
@@ -226,7 +231,11 @@ class OnlineScorer:
             raise TypeError(f"{what} must be integers (int64), got dtype {ids.dtype}")
         if ids.dtype == np.uint64 and ids.size and ids.max() > np.iinfo(np.int64).max:
             raise ValueError(f"{what} contains an id beyond the int64 range")
-        ids = ids.astype(np.int64)
+        ids = ids.astype(np.int64)  # a copy: the caller may change its array afterwards
+        # The usual frame has the tracks of the last one: equal to ids already checked,
+        # so distinct (one comparison instead of a set of N Python ints).
+        if known is not None and known.shape == ids.shape and np.array_equal(known, ids):
+            return ids
         if len(set(ids.tolist())) != ids.size:
             uniq, counts = np.unique(ids, return_counts=True)
             dup = uniq[counts > 1].tolist()
@@ -241,14 +250,14 @@ class OnlineScorer:
         if b.size and b.dtype.kind != "f":
             raise TypeError(f"boxes must be float32 x1 y1 x2 y2, got dtype {b.dtype}")
         b = np.ascontiguousarray(b, dtype=np.float32)
+        # Two whole-array tests on the good path; which row is bad is found only on failure.
+        if np.isfinite(b).all() and (b[:, 2:] >= b[:, :2]).all():
+            return b
         if not np.isfinite(b).all():
             row = int(np.flatnonzero(~np.isfinite(b).all(axis=1))[0])
             raise ValueError(f"boxes has NaN or infinite values (row {row})")
-        bad = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"boxes row {row} has x2 < x1 or y2 < y1: {b[row].tolist()}")
-        return b
+        row = int(np.flatnonzero((b[:, 2:] < b[:, :2]).any(axis=1))[0])
+        raise ValueError(f"boxes row {row} has x2 < x1 or y2 < y1: {b[row].tolist()}")
 
     # ------------------------------------------------------------- internals
     def _sync(self) -> None:
@@ -358,7 +367,7 @@ class OnlineScorer:
             The backend failed or returned non-finite probabilities; unchanged too.
         """
         frame = self._check_frame(frame)
-        ids = self._check_ids(track_ids)
+        ids = self._check_ids(track_ids, known=self._checked_ids)
         n = ids.shape[0]
         if not n:
             # No step runs on an empty frame: check its features here (runner.step checks
@@ -374,14 +383,16 @@ class OnlineScorer:
         if expired.size:
             slots[np.isin(slots, expired)] = -1  # timed out: comes back as a new track
         new = slots < 0
-        probs = np.zeros((0, self.config.num_classes), np.float32)
+        any_new = bool(new.any())
         new_state: Any = None
         state: Any = None
-        if n:
+        if not n:
+            probs = np.zeros((0, self.config.num_classes), np.float32)
+        else:
             carry = self._carry
             if (
                 carry is not None
-                and not new.any()
+                and not any_new
                 and carry[0].shape == slots.shape
                 and np.array_equal(carry[0], slots)
             ):
@@ -409,18 +420,22 @@ class OnlineScorer:
             for s in expired.tolist():
                 events += self._close_slot(s)
         if n:
-            for i in np.flatnonzero(new).tolist():
-                bank_slot = self.bank.open_track(int(ids[i]))
-                slots[i] = pool.open(int(ids[i]), bank_slot, frame)
+            if any_new:
+                for i in np.flatnonzero(new).tolist():
+                    bank_slot = self.bank.open_track(int(ids[i]))
+                    slots[i] = pool.open(int(ids[i]), bank_slot, frame)
             # The new states stay with the batch (pool.states rows are synced lazily): the
             # next frame usually has the same tracks and passes them on as they are, which
             # saves a gather and a scatter of N x S floats a frame (host runners), or every
-            # device round trip (device-resident runners).
-            self._carry = (slots.copy(), new_state)
+            # device round trip (device-resident runners). ``slots`` is this call's own
+            # array (lookup returns a new one) and is not changed after this point.
+            self._carry = (slots, new_state)
             pool.append(slots, frame, boxes, self._margin)
             raw = self.bank.push(frame, pool.bank_slot[slots], probs[:, : self.num_actions])
             events += self._events(raw)
         self.frame = frame
+        # A copy: FrameResult hands ``ids`` to the caller, who may change it.
+        self._checked_ids = ids.copy()
         return FrameResult(frame, ids, probs, self._apply_nms(events))
 
     def end_tracks(self, track_ids: Iterable[int]) -> list[Event]:

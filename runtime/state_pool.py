@@ -210,14 +210,19 @@ class StatePool:
             (lookahead + min_length); the ring grows if an open segment needs more.
         """
         count = self.count[slots]
-        keep = np.minimum(self.keep_started[slots], count + 1 - margin)
-        need = int((count + 1 - keep).max(initial=0))
+        after = count + 1
+        # Samples to retain: back to the oldest started segment's first sample, and at
+        # least ``margin`` (count + 1 - min(keep_started, count + 1 - margin), expanded).
+        need = max(int((after - self.keep_started[slots]).max(initial=0)), margin)
         if need > self.history:
             self.grow_history(need)
-        pos = count % self.history
-        self.hist_frames[slots, pos] = frame
-        self.hist_boxes[slots, pos] = boxes
-        self.count[slots] = count + 1
+        # One flat index into the [capacity, history] rings (one fancy index, not two);
+        # the rings are always C-contiguous arrays of this pool's own (np.zeros / np.full
+        # in _grow and grow_history), so reshape(-1) is a view and the writes land.
+        flat = slots * self.history + count % self.history
+        self.hist_frames.reshape(-1)[flat] = frame
+        self.hist_boxes.reshape(-1, 4)[flat] = boxes
+        self.count[slots] = after
         self.last_seen[slots] = frame
 
     def sample_index(self, slot: int, frame: int) -> int:

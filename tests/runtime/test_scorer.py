@@ -314,6 +314,11 @@ def _bad_calls():
             ValueError,
             "boxes has NaN",
         ),
+        "inverted box y": (
+            (3, ids, feats, np.array([[0, 0, 1, 1], [0, 5, 1, 1]], np.float32)),
+            ValueError,
+            r"boxes row 1 has x2 < x1 or y2 < y1",
+        ),
         "inverted box": (
             (3, ids, feats, np.array([[5, 0, 1, 1], [0, 0, 1, 1]], np.float32)),
             ValueError,
@@ -636,3 +641,18 @@ def test_a_steady_batch_passes_its_states_on_and_scores_like_each_track_alone(
     # Gathered from the pool: frames 0, 20 and 30 (the batch changes) and 25 (after
     # the snapshot wrote the carried states back).
     assert runner.steps == 40 and runner.passed_on == 36
+
+
+def test_the_same_ids_skip_the_set_check_but_changed_ids_do_not(exported) -> None:
+    """The last frame's ids are known distinct; ids the caller changed since are checked again."""
+    model, _ = exported
+    scorer = OnlineScorer(load_backend("torch", model=model))
+    ids, feats, boxes = _valid(0, ids=(4, 7, 9))
+    scorer.update(0, ids, feats, boxes)
+    result = scorer.update(1, ids, feats, boxes)  # the known path
+    result.track_ids[2] = result.track_ids[0]  # the caller's copy, now with a duplicate
+    ids[1] = ids[0]  # and the caller's own array
+    for bad in (result.track_ids, ids):
+        with pytest.raises(ValueError, match=r"duplicate track id\(s\) \[4\]"):
+            scorer.update(2, bad, feats, boxes)
+    assert scorer.frame == 1 and sorted(scorer.live_track_ids.tolist()) == [4, 7, 9]
