@@ -482,3 +482,26 @@ def test_step_precision_auto_takes_the_int8_copy_and_says_so(
     (folder / "step.int8.onnx").unlink()
     assert stream_main([*base, "--step-precision", "int8"]) == 2
     assert "step.int8.onnx not found" in capsys.readouterr().err
+
+
+def test_schedule_follows_the_source_unless_asked(model_dir: Path, tmp_path: Path, capsys) -> None:
+    """Files run pipelined, live sources (here --realtime) one frame at a time; both say so."""
+    runs = {
+        (): "schedule: pipelined (file)",
+        ("--realtime",): "schedule: sequential (live)",
+        ("--realtime", "--pipelined"): "schedule: pipelined (asked)",
+        ("--sequential",): "schedule: sequential (asked)",
+    }
+    for k, (extra, expected) in enumerate(runs.items()):
+        folder = tmp_path / str(k)
+        folder.mkdir()
+        args = _stream_args(folder, model_dir, n=12)
+        assert stream_main([*args, *extra]) == 0
+        out = capsys.readouterr().out
+        assert expected in out, out
+        # --realtime reads the file like a camera: frames captured (and maybe dropped).
+        assert ("live: " in out) == ("--realtime" in extra)
+    with pytest.raises(SystemExit) as exc:
+        stream_main([*_stream_args(tmp_path, model_dir, n=12), "--sequential", "--pipelined"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
