@@ -958,6 +958,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give the videos (files or folders); only a rendered set lists its own")
     if args.out.suffix not in (".h5", ".hdf5"):
         parser.error(f"argument --out: expected a .h5 file, got {args.out}")
+    from reclnet.runtime.backends.openvino.loader import openvino_importable
+    from reclnet.runtime.camera.features import feature_backend
+
+    try:
+        backend = feature_backend(args.feature_backend, args.feature_precision)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if backend == "openvino" and not openvino_importable():
+        raise ExtractError(
+            f"--feature-backend {args.feature_backend} --feature-precision "
+            f"{args.feature_precision} runs the feature networks on OpenVINO, which is not "
+            f"installed: pip install 'reclnet[openvino]'"
+        )
     sizes = model_modalities(args.model, args.feature_precision)
     jobs = plan_jobs(videos, annotations, tracks_dir=args.tracks, subset=args.subset)
     settings = ExtractSettings(

@@ -166,6 +166,8 @@ class FeatureNetwork:
         ``backend="openvino"`` without the ``openvino`` extra.
     ValueError
         Unknown backend, ``bf16`` on ONNX Runtime or on an INT8 copy.
+    reclnet.runtime.backends.BackendError
+        OpenVINO cannot compile the file.
     """
 
     def __init__(
@@ -208,9 +210,19 @@ class FeatureNetwork:
                 )
             # f32 for whatever is not quantized: on the INT8 copy it was also the faster
             # hint (7.7 vs 9.7 ms with bf16, same input as FEATURE_BACKENDS' figures).
-            self._openvino = compile_model(
-                self.artifact.path, hint="bf16" if bf16 else "f32", threads=threads
-            )
+            try:
+                self._openvino = compile_model(
+                    self.artifact.path, hint="bf16" if bf16 else "f32", threads=threads
+                )
+            except (ImportError, ValueError):
+                raise
+            except Exception as exc:  # OpenVINO raises its own exception types
+                from reclnet.runtime.backends.base import BackendError
+
+                raise BackendError(
+                    f"{self.path.name}: OpenVINO cannot compile it ({exc}); "
+                    f"--feature-backend onnxruntime runs it on ONNX Runtime"
+                ) from exc
             names = sorted(n for port in self._openvino.compiled.inputs for n in port.names)
         else:
             # onnxruntime is imported by the ORT backend module only; loaded here, on first use.

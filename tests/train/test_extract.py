@@ -288,3 +288,20 @@ def test_bad_input_names_the_file(
         main(argv)
     assert not any(tmp_path.glob("*.h5"))
     assert json.loads((rendered.root / "manifest.json").read_text())["videos"]
+
+
+def test_feature_backend_problems_are_one_line_before_any_work(
+    rendered: rv.RenderedSet, model_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import sys
+
+    out = tmp_path / "data.h5"
+    with pytest.raises(SystemExit) as exc:
+        main(_args(rendered, model_dir, out, "--feature-backend", "onnxruntime",
+                   "--feature-precision", "bf16"))  # fmt: skip
+    assert exc.value.code == 2
+    assert "bf16 feature networks run on OpenVINO" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "openvino", None)  # not installed
+    with pytest.raises(ExtractError, match=r"pip install 'reclnet\[openvino\]'"):
+        main(_args(rendered, model_dir, out, "--feature-backend", "openvino"))
+    assert not out.exists() and not out.with_name("data.h5.parts").exists()

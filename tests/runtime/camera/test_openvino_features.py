@@ -214,3 +214,23 @@ def test_bf16_without_openvino_is_one_clear_line(
     assert status != 0
     assert "--feature-precision bf16 runs the feature networks on OpenVINO" in err
     assert "pip install 'reclnet[openvino]'" in err
+
+
+def test_a_compile_failure_is_one_backend_error(
+    model_dir: Path, tmp_path: Path, capsys, monkeypatch
+):
+    """OpenVINO refusing a file (its own exception types) is a BackendError naming the way out."""
+    import reclnet.runtime.backends.openvino.loader as loader
+    from reclnet.runtime.backends import BackendError
+    from reclnet.runtime.camera.cli import main as stream_main
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exception from src/inference/src/core.cpp: unsupported operation")
+
+    monkeypatch.setattr(loader, "compile_model", refuse)
+    path = feature_network_path(model_dir, "rgb")
+    with pytest.raises(BackendError, match=rf"{path.name}: OpenVINO cannot compile it"):
+        FeatureNetwork(path, backend="openvino")
+    status = stream_main([*stream_args(tmp_path, model_dir), "--feature-backend", "openvino"])
+    err = capsys.readouterr().err
+    assert status != 0 and "--feature-backend onnxruntime runs it on ONNX Runtime" in err
