@@ -34,9 +34,13 @@ def base(**extra) -> dict:
 
 def test_a_valid_config_resolves_paths_and_defaults(files: Path) -> None:
     raw = base(workers=2)
-    raw["cameras"].append({"name": "b", "source": "rtsp://cam/b", "threshold": 0.4})
+    raw["cameras"].append(
+        {"name": "b", "source": "rtsp://cam/b", "threshold": 0.4, "feature_precision": "bf16"}
+    )
     config = parse_config(raw, files)
     a, b = config.cameras
+    assert (a.feature_precision, a.feature_backend) == ("auto", "auto")
+    assert (b.feature_precision, b.feature_backend) == ("bf16", "auto")
     assert a.source == str(files / "a.mp4") and a.tracks == files / "a.txt"
     assert a.model == files / "model" and a.step_path == files / "model" / "step.onnx"
     assert not a.live and b.live and b.source == "rtsp://cam/b" and b.tracks is None
@@ -71,6 +75,16 @@ def test_a_valid_config_resolves_paths_and_defaults(files: Path) -> None:
         (
             lambda r: r["cameras"][0].update(feature_precision="fp16"),
             "cameras[0].feature_precision: must be one of",
+        ),
+        (
+            lambda r: r["cameras"][0].update(feature_backend="tvm"),
+            "cameras[0].feature_backend: must be one of auto, onnxruntime, openvino",
+        ),
+        (
+            lambda r: r["cameras"][0].update(
+                feature_precision="bf16", feature_backend="onnxruntime"
+            ),
+            "cameras[0]: feature_precision bf16 runs on OpenVINO",
         ),
         (
             lambda r: r["cameras"][0].update(hog_regions="edges"),
