@@ -540,6 +540,24 @@ def test_fast_finite_check_equals_numpy(scale: float, bad: int) -> None:
         assert all_finite(x) == bool(np.isfinite(x).all())
 
 
+@pytest.mark.parametrize("d", [4095, 4096, 4097, 9000])
+def test_fast_finite_check_over_column_chunks(d: int) -> None:
+    """Rows longer than one dot-product chunk, a bad value in any chunk, strided views."""
+    from reclnet.runtime.backends.base import _DOT_COLUMNS, all_finite
+
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal((3, d)).astype(np.float32)
+    assert all_finite(x) and all_finite(x[:, ::3]) and all_finite(x[::2])
+    for col in {0, min(d - 1, _DOT_COLUMNS - 1), min(d - 1, _DOT_COLUMNS), d - 1}:
+        for value in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[1, col] = value
+            assert not all_finite(y), (col, value)
+            assert all_finite(y[::2]) and not all_finite(y[1:2])
+    big = np.full((2, d), 3e38, np.float32)  # finite, but every row sum overflows
+    assert all_finite(big)
+
+
 # ---------------------------------------------------------------- parameters and contract
 def test_scorer_takes_only_step_runners() -> None:
     class Duck:
