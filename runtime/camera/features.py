@@ -210,9 +210,15 @@ class FeatureNetwork:
                 )
             # f32 for whatever is not quantized: on the INT8 copy it was also the faster
             # hint (7.7 vs 9.7 ms with bf16, same input as FEATURE_BACKENDS' figures).
+            # No thread pinning: OpenVINO pins each process's threads to the same first
+            # cores, so `reclnet extract --workers 2` ran at 62 frames/s pinned and 99
+            # unpinned (ONNX Runtime 98); within one process it made no difference.
             try:
                 self._openvino = compile_model(
-                    self.artifact.path, hint="bf16" if bf16 else "f32", threads=threads
+                    self.artifact.path,
+                    hint="bf16" if bf16 else "f32",
+                    threads=threads,
+                    pinning=False,
                 )
             except (ImportError, ValueError):
                 raise

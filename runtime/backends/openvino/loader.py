@@ -197,6 +197,7 @@ def compile_model(
     shapes: Mapping[str, Sequence[int]] | None = None,
     hint: str | None = None,
     threads: int | None = None,
+    pinning: bool | None = None,
 ) -> CompiledStep:
     """Compile a model on ``"CPU"`` with ``PERFORMANCE_HINT=LATENCY``.
 
@@ -212,6 +213,12 @@ def compile_model(
         default for this CPU.
     threads : int, optional
         ``INFERENCE_NUM_THREADS``; OpenVINO's default (the physical cores) when None.
+    pinning : bool, optional
+        ``ENABLE_CPU_PINNING``; OpenVINO's default (on, on Linux) when None. Pinning
+        binds each compiled model's threads to cores chosen without regard to other
+        models or processes: two single-thread models in one process, or one per
+        process, land on the same core (see :class:`~reclnet.runtime.camera.features.
+        FeatureNetwork`, which turns it off).
 
     Returns
     -------
@@ -238,6 +245,8 @@ def compile_model(
         config["INFERENCE_PRECISION_HINT"] = hint
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if pinning is not None:
+        config["ENABLE_CPU_PINNING"] = bool(pinning)
     return CompiledStep(core().compile_model(model, "CPU", config))
 
 

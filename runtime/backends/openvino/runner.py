@@ -158,8 +158,14 @@ class OpenVinoRunner(StepRunner):
         # One compile for every N: the first dimension dynamic, the widths fixed.
         shapes = {t.name: [-1, int(t.shape[1])] for t in self.artifact.inputs}
         try:
+            # No thread pinning, as for the feature networks (features.py): pinned, every
+            # process's OpenVINO threads take the same first cores (serve runs several).
             self._compiled = compile_model(
-                graph, shapes=shapes, hint=PRECISION_OPTIONS[precision], threads=threads
+                graph,
+                shapes=shapes,
+                hint=PRECISION_OPTIONS[precision],
+                threads=threads,
+                pinning=False,
             )
         except Exception as exc:  # OpenVINO raises its own exception types
             raise BackendError(

@@ -89,6 +89,10 @@ def test_default_and_bf16_stay_within_bf16_rounding(
 def test_threads_option_and_one_compile_for_every_n(exported, reference) -> None:
     _, path = exported
     with load_backend("openvino", model=path, precision="f32", threads=1) as runner:
+        compiled = runner._compiled.compiled
+        assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+        # Unpinned: several processes' models would otherwise share the first cores.
+        assert compiled.get_property("ENABLE_CPU_PINNING") is False
         for n in (5, 1, 17, 2):  # N changes every frame on the one compiled model
             feats, state = random_inputs(n, seed=40 + n)
             probs, new = runner.step(feats, state)

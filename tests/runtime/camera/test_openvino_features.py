@@ -107,6 +107,7 @@ def test_int8_copy_on_openvino_matches_onnxruntime(int8_dir: Path, openvino_inst
         FeatureNetwork(feature_network_path(int8_dir, "rgb", "fp32"), threads=1) as fp32,
     ):
         assert (ov.backend, ov.precision, ov.path) == ("openvino", "int8", path)
+        assert ov._openvino.compiled.get_property("ENABLE_CPU_PINNING") is False
         assert (ort.backend, ort.precision) == ("onnxruntime", "int8")
         for seed in range(3):
             image, boxes = _frame(seed)
