@@ -659,4 +659,7 @@ def run_stream(args: argparse.Namespace) -> int:
         why = "asked" if args.schedule is not None else ("live" if live_input else "file")
         print(f"schedule: {'pipelined' if pipelined else 'sequential'} ({why})")
         print(timer.format(wall_seconds=pipeline.wall_seconds))
+        if latest is not None:
+            # A live source's next frame is awaited inside the decode stage.
+            print("live: decode includes waiting for the source's next frame")
     return status

@@ -501,6 +501,7 @@ def test_schedule_follows_the_source_unless_asked(model_dir: Path, tmp_path: Pat
         assert expected in out, out
         # --realtime reads the file like a camera: frames captured (and maybe dropped).
         assert ("live: " in out) == ("--realtime" in extra)
+        assert ("decode includes waiting" in out) == ("--realtime" in extra)
     with pytest.raises(SystemExit) as exc:
         stream_main([*_stream_args(tmp_path, model_dir, n=12), "--sequential", "--pipelined"])
     assert exc.value.code == 2
