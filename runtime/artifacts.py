@@ -46,6 +46,7 @@ __all__ = [
     "model_config_from_dict",
     "model_file",
     "sidecar_path",
+    "step_graph_mismatch",
     "step_graph_problem",
 ]
 
@@ -411,6 +412,69 @@ def step_graph_problem(
     if problem is None and "state_out" in out:
         problem = _check_matrix(out["state_out"], config.state_size, "the state of model_config")
     return None if problem is None else f"output {problem}"
+
+
+def _spec_problem(kind: str, graph: list[TensorSpec], declared: tuple[TensorSpec, ...]) -> str:
+    g = {t.name: t for t in graph}
+    d = {t.name: t for t in declared}
+    if len(g) != len(graph) or set(g) != set(d):
+        return f"graph {kind} {sorted(t.name for t in graph)}, sidecar declares {sorted(d)}"
+    for name, spec in g.items():
+        want = d[name]
+        if spec.dtype != want.dtype:
+            return f"{kind[:-1]} {name!r} is {spec.dtype} in the graph, {want.dtype} in the sidecar"
+        concrete = [
+            (a, b) for a, b in zip(spec.shape, want.shape, strict=False) if isinstance(a, int)
+        ]
+        if len(spec.shape) != len(want.shape) or any(a != b for a, b in concrete):
+            return (
+                f"{kind[:-1]} {name!r} has shape {list(spec.shape)} in the graph, "
+                f"{list(want.shape)} in the sidecar"
+            )
+    return ""
+
+
+def step_graph_mismatch(
+    artifact: Artifact, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> str:
+    """How a step graph, as a backend reads it, disagrees with the artifact's sidecar.
+
+    The sidecar was checked against its model configuration at load; this checks the
+    graph itself (names, dtypes, ranks, fixed sizes), so a forged or mismatched sidecar
+    fails when a backend opens the model, not with the backend's shape error at the first
+    frame. Each backend turns its own ports into :class:`TensorSpec` (a dimension it
+    does not know as ``"?"``) and calls this.
+
+    Parameters
+    ----------
+    artifact : Artifact
+        A loaded step artifact.
+    inputs, outputs : list of TensorSpec
+        The graph's ports, as the backend reports them.
+
+    Returns
+    -------
+    str
+        The first disagreement; empty when there is none.
+    """
+    problem = _spec_problem("inputs", inputs, artifact.inputs) or _spec_problem(
+        "outputs", outputs, artifact.outputs
+    )
+    if problem:
+        return problem
+    need = {*artifact.config.modalities, "state"}
+    if {t.name for t in inputs} != need:
+        return f"graph inputs {sorted(t.name for t in inputs)}, a step model needs {sorted(need)}"
+    if {t.name for t in outputs} != {"probs", "state_out"}:
+        return f"graph outputs {sorted(t.name for t in outputs)}, a step model has probs, state_out"
+
+    def symbolic(specs: list[TensorSpec]) -> tuple[TensorSpec, ...]:
+        return tuple(
+            TensorSpec(t.name, tuple(d if isinstance(d, int) else "N" for d in t.shape), t.dtype)
+            for t in specs
+        )
+
+    return step_graph_problem(artifact.config, symbolic(inputs), symbolic(outputs)) or ""
 
 
 def _check_artifact_name(named: Any, side: Path) -> str:

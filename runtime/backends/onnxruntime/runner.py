@@ -22,7 +22,7 @@ from reclnet.runtime.artifacts import (
     ArtifactError,
     TensorSpec,
     load_artifact,
-    step_graph_problem,
+    step_graph_mismatch,
 )
 from reclnet.runtime.backends.base import BackendError, StepRunner
 
@@ -145,33 +145,9 @@ def _session_specs(args: Sequence[Any]) -> list[TensorSpec]:
     ]
 
 
-def _spec_problem(kind: str, graph: list[TensorSpec], declared: tuple[TensorSpec, ...]) -> str:
-    g = {t.name: t for t in graph}
-    d = {t.name: t for t in declared}
-    if set(g) != set(d):
-        return f"graph {kind} {sorted(g)}, sidecar declares {sorted(d)}"
-    for name, spec in g.items():
-        want = d[name]
-        if spec.dtype != want.dtype:
-            return f"{kind[:-1]} {name!r} is {spec.dtype} in the graph, {want.dtype} in the sidecar"
-        concrete = [
-            (a, b) for a, b in zip(spec.shape, want.shape, strict=False) if isinstance(a, int)
-        ]
-        if len(spec.shape) != len(want.shape) or any(a != b for a, b in concrete):
-            return (
-                f"{kind[:-1]} {name!r} has shape {list(spec.shape)} in the graph, "
-                f"{list(want.shape)} in the sidecar"
-            )
-    return ""
-
-
 def graph_mismatch(session: ort.InferenceSession, artifact: Artifact) -> str:
-    """How an opened step session's inputs / outputs disagree with the artifact's sidecar.
-
-    The sidecar was checked against its model configuration at load; this checks
-    the graph itself (names, dtypes, ranks, fixed sizes), so a forged or
-    mismatched sidecar fails here, at load, not with ONNX Runtime's shape error at
-    the first frame.
+    """How an opened step session's inputs / outputs disagree with the artifact's sidecar
+    (:func:`reclnet.runtime.artifacts.step_graph_mismatch`; empty when they agree).
 
     Parameters
     ----------
@@ -184,27 +160,9 @@ def graph_mismatch(session: ort.InferenceSession, artifact: Artifact) -> str:
     str
         The first disagreement; empty when there is none.
     """
-    inputs = _session_specs(session.get_inputs())
-    outputs = _session_specs(session.get_outputs())
-    problem = _spec_problem("inputs", inputs, artifact.inputs) or _spec_problem(
-        "outputs", outputs, artifact.outputs
+    return step_graph_mismatch(
+        artifact, _session_specs(session.get_inputs()), _session_specs(session.get_outputs())
     )
-    if problem:
-        return problem
-    need = {*artifact.config.modalities, "state"}
-    if {t.name for t in inputs} != need:
-        return f"graph inputs {sorted(t.name for t in inputs)}, a step model needs {sorted(need)}"
-    if {t.name for t in outputs} != {"probs", "state_out"}:
-        return f"graph outputs {sorted(t.name for t in outputs)}, a step model has probs, state_out"
-    concrete = [
-        TensorSpec(t.name, tuple(d if isinstance(d, int) else "N" for d in t.shape), t.dtype)
-        for t in inputs
-    ]
-    outs = [
-        TensorSpec(t.name, tuple(d if isinstance(d, int) else "N" for d in t.shape), t.dtype)
-        for t in outputs
-    ]
-    return step_graph_problem(artifact.config, tuple(concrete), tuple(outs)) or ""
 
 
 class OrtRunner(StepRunner):

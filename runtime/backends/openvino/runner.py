@@ -20,7 +20,7 @@ from reclnet.runtime.artifacts import (
     ArtifactError,
     TensorSpec,
     load_artifact,
-    step_graph_problem,
+    step_graph_mismatch,
 )
 from reclnet.runtime.backends.base import BackendError, StepRunner
 
@@ -29,37 +29,19 @@ from .loader import PRECISION_OPTIONS, compile_model, port_specs, read_model
 __all__ = ["OpenVinoRunner", "graph_mismatch"]
 
 
-def _match(
-    kind: str, ports: list[tuple[frozenset[str], tuple, str]], declared: tuple[TensorSpec, ...]
-) -> str:
-    """How the ports of one side disagree with the sidecar's specs ('' when they agree)."""
-    by_name = {}
-    for names, shape, dtype in ports:
-        for name in names:
-            by_name[name] = (shape, dtype)
+def _port_tensor_specs(model_ports: Any, declared: tuple[TensorSpec, ...]) -> list[TensorSpec]:
+    # A port may carry several tensor names: it goes by the one the sidecar declares.
     want = {t.name for t in declared}
-    if len(ports) != len(want) or not want <= set(by_name):
-        got = sorted(min(names) if names else "?" for names, _, _ in ports)
-        return f"graph {kind} {got}, sidecar declares {sorted(want)}"
-    for spec in declared:
-        shape, dtype = by_name[spec.name]
-        if dtype != spec.dtype:
-            return f"{kind[:-1]} {spec.name!r} is {dtype} in the graph, {spec.dtype} in the sidecar"
-        fixed = [(a, b) for a, b in zip(shape, spec.shape, strict=False) if isinstance(a, int)]
-        if len(shape) != len(spec.shape) or any(a != b for a, b in fixed):
-            return (
-                f"{kind[:-1]} {spec.name!r} has shape {list(shape)} in the graph, "
-                f"{list(spec.shape)} in the sidecar"
-            )
-    return ""
+    out = []
+    for names, shape, dtype in port_specs(model_ports):
+        name = min(names & want) if names & want else (min(names) if names else "?")
+        out.append(TensorSpec(name, shape, dtype))
+    return out
 
 
 def graph_mismatch(model: Any, artifact: Artifact) -> str:
-    """How an OpenVINO model's inputs / outputs disagree with the step artifact's sidecar.
-
-    The sidecar was validated against its model configuration at load; this
-    checks the graph itself (names, dtypes, ranks, fixed sizes), so a mismatched
-    sidecar fails at load, not with OpenVINO's shape error at the first frame.
+    """How an OpenVINO model's inputs / outputs disagree with the step artifact's sidecar
+    (:func:`reclnet.runtime.artifacts.step_graph_mismatch`; empty when they agree).
 
     Parameters
     ----------
@@ -73,23 +55,10 @@ def graph_mismatch(model: Any, artifact: Artifact) -> str:
     str
         The first disagreement; empty when there is none.
     """
-    problem = _match("inputs", port_specs(model.inputs), artifact.inputs) or _match(
-        "outputs", port_specs(model.outputs), artifact.outputs
-    )
-    if problem:
-        return problem
-    if {t.name for t in artifact.outputs} != {"probs", "state_out"}:
-        return f"graph outputs {artifact.output_names}, a step model has probs, state_out"
-
-    def symbolic(specs: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
-        return tuple(
-            TensorSpec(t.name, tuple(d if isinstance(d, int) else "N" for d in t.shape), t.dtype)
-            for t in specs
-        )
-
-    return (
-        step_graph_problem(artifact.config, symbolic(artifact.inputs), symbolic(artifact.outputs))
-        or ""
+    return step_graph_mismatch(
+        artifact,
+        _port_tensor_specs(model.inputs, artifact.inputs),
+        _port_tensor_specs(model.outputs, artifact.outputs),
     )
 
 
